@@ -1,0 +1,1 @@
+"""Every broker concern, once: settings, logging, connecting, topology, publishing, consuming."""

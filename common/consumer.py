@@ -1,0 +1,342 @@
+"""Consuming with manual acks: worker threads do the work, one I/O thread talks to the broker.
+
+pika is not thread-safe, so the threads never touch it. The I/O thread (running
+`ReconnectingConnection`) receives deliveries and puts them on a queue; `WORKERS` threads take
+them, decode and validate the message and run the handler; each result goes back to the I/O
+thread through `call_threadsafe`. Only there is the output published and, once the broker has
+confirmed the output, the input acked. Because the I/O thread never waits on the work, heartbeats
+keep flowing however long the work takes.
+
+Each delivery remembers the channel generation it arrived on. After a reconnect, results for
+older generations are dropped: the broker has already put those messages back in the queue, and
+their delivery tags mean nothing (or something else) on the new channel.
+
+Outcomes of the handler:
+- returns a Message: publish it to the next queue, ack the input once confirmed;
+- returns None: ack (the message ends here);
+- raises InvalidMessage (or the body does not decode): dead-letter with the reason, then ack;
+- raises anything else: requeue for another try, and dead-letter with the error once the
+  delivery limit is reached (quorum queues count deliveries; a classic queue gets one retry).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pika
+from pika.channel import Channel
+from pika.spec import Basic
+
+from common.connection import ReconnectingConnection, describe
+from common.messages import InvalidMessage, Message
+from common.publisher import ConfirmedPublisher
+from common.settings import BrokerSettings, Env
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message], Message | None]
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    queue: str
+    workers: int
+    prefetch: int
+    drain_timeout: float
+
+    @classmethod
+    def from_env(cls, env: Env, *, default_queue: str, default_workers: int) -> ConsumerSettings:
+        workers = env.integer("WORKERS", default_workers, minimum=1, maximum=256)
+        return cls(
+            queue=env.queue_name("RABBITMQ_QUEUE", default_queue),
+            workers=workers,
+            prefetch=env.integer("PREFETCH", 2 * workers, minimum=1, maximum=65535),
+            drain_timeout=env.number("DRAIN_TIMEOUT", 20.0, minimum=0.0, maximum=3600.0),
+        )
+
+
+@dataclass(eq=False)
+class Delivery:
+    generation: int
+    tag: int
+    redelivered: bool
+    properties: pika.BasicProperties
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Forward:
+    message: Message
+
+
+@dataclass(frozen=True)
+class Done:
+    pass
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+
+
+Outcome = Forward | Done | DeadLetter | Failed
+
+
+@dataclass
+class _ChannelState:
+    """What is valid only for the life of one channel."""
+
+    channel: Channel
+    publisher: ConfirmedPublisher
+    generation: int
+    consumer_tag: str | None = None
+    unsettled: set[Delivery] = field(default_factory=set)
+
+
+class Consumer:
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        settings: ConsumerSettings,
+        handler: Handler,
+        next_queue: str | None = None,
+    ) -> None:
+        self._broker = broker
+        self._settings = settings
+        self._handler = handler
+        self._next_queue = next_queue
+        queues = [settings.queue, *([next_queue] if next_queue else []), broker.dead_letter_queue]
+        self.connection = ReconnectingConnection(broker, self, queues, settings.prefetch)
+        self._work: queue.Queue[Delivery | None] = queue.Queue()
+        self._generations = itertools.count(1)
+        self._generation = 0  # read by workers: an int is swapped atomically
+        self._state: _ChannelState | None = None
+        self._draining = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until stopped; raises `BrokerError` if the broker cannot be used."""
+        threads = [
+            threading.Thread(target=self._worker, name=f"worker-{n}", daemon=True)
+            for n in range(self._settings.workers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self.connection.run()
+        finally:
+            for _ in threads:
+                self._work.put(None)
+            for thread in threads:
+                thread.join(timeout=self._settings.drain_timeout)
+
+    def request_stop(self) -> None:
+        """Stop taking messages, finish those in hand, then close. Safe from any thread."""
+        self.connection.call_threadsafe(self._drain)
+
+    # -- ChannelUser ---------------------------------------------------------------------------
+
+    def on_channel_ready(self, channel: Channel) -> None:
+        self._generation = next(self._generations)
+        self._state = _ChannelState(channel, ConfirmedPublisher(channel), self._generation)
+        if self._draining:
+            self.connection.stop()
+            return
+        self._state.consumer_tag = channel.basic_consume(self._settings.queue, self._on_message)
+        log.info(
+            "consuming",
+            extra={"queue": self._settings.queue, "workers": self._settings.workers},
+        )
+
+    def on_channel_lost(self) -> None:
+        self._state = None
+        self._generation = next(self._generations)  # voids queued work from the lost channel
+
+    # -- I/O thread ----------------------------------------------------------------------------
+
+    def _on_message(
+        self,
+        _channel: Channel,
+        method: Basic.Deliver,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        assert self._state is not None
+        delivery = Delivery(
+            self._state.generation, method.delivery_tag, method.redelivered, properties, body
+        )
+        self._state.unsettled.add(delivery)
+        self._work.put(delivery)
+
+    def _current(self, delivery: Delivery) -> _ChannelState | None:
+        """The channel state, if the delivery came on the channel we still have."""
+        state = self._state
+        if state is None or state.generation != delivery.generation:
+            return None
+        return state
+
+    def _on_outcome(self, delivery: Delivery, outcome: Outcome) -> None:
+        state = self._current(delivery)
+        if state is None:
+            return  # its channel is gone; the broker redelivers the message
+        match outcome:
+            case Forward(message):
+                body, properties = message.encode()
+                state.publisher.publish(
+                    self._next_queue or "",
+                    body,
+                    properties,
+                    lambda failure: self._after_publish(delivery, failure),
+                )
+            case Done():
+                self._settle(delivery, ack=True)
+            case DeadLetter(reason):
+                self._dead_letter(state, delivery, reason)
+            case Failed(reason):
+                if self._attempt(delivery) >= self._attempt_limit():
+                    self._dead_letter(
+                        state, delivery, f"failed {self._attempt(delivery)} times: {reason}"
+                    )
+                else:
+                    log.warning(
+                        "processing failed, requeued",
+                        extra={"queue": self._settings.queue, "reason": reason},
+                    )
+                    self._settle(delivery, ack=False)
+
+    def _after_publish(self, delivery: Delivery, failure: str | None) -> None:
+        if failure is not None:
+            log.error(
+                "output not accepted by the broker, input requeued",
+                extra={"queue": self._settings.queue, "reason": failure},
+            )
+        self._settle(delivery, ack=failure is None)
+
+    def _dead_letter(self, state: _ChannelState, delivery: Delivery, reason: str) -> None:
+        log.warning(
+            "dead-lettered",
+            extra={
+                "queue": self._settings.queue,
+                "reason": reason,
+                "message_id": _printable(delivery.properties.message_id),
+            },
+        )
+        headers = delivery.properties.headers
+        properties = pika.BasicProperties(
+            content_type=_printable(delivery.properties.content_type),
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=_printable(delivery.properties.message_id),
+            headers={
+                **(headers if isinstance(headers, dict) else {}),
+                "x-error-reason": reason,
+                "x-error-queue": self._settings.queue,
+                "x-error-at": time.time(),
+            },
+        )
+        state.publisher.publish(
+            self._broker.dead_letter_queue,
+            delivery.body,
+            properties,
+            lambda failure: self._after_publish(delivery, failure),
+        )
+
+    def _attempt(self, delivery: Delivery) -> int:
+        count = (delivery.properties.headers or {}).get("x-delivery-count")
+        if isinstance(count, int):
+            return count + 1
+        return 2 if delivery.redelivered else 1
+
+    def _attempt_limit(self) -> int:
+        return self._broker.delivery_limit if self._broker.queue_type == "quorum" else 2
+
+    def _settle(self, delivery: Delivery, *, ack: bool) -> None:
+        state = self._current(delivery)
+        if state is None:
+            return
+        if ack:
+            state.channel.basic_ack(delivery.tag)
+        else:
+            state.channel.basic_nack(delivery.tag, requeue=True)
+        state.unsettled.discard(delivery)
+        if self._draining:
+            self._finish_drain_if_done()
+
+    def _drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        state = self._state
+        if state is None:
+            self.connection.stop()
+            return
+        if state.consumer_tag:
+            state.channel.basic_cancel(state.consumer_tag)
+        returned = self._return_unstarted(state)
+        log.info(
+            "stopping: finishing messages in hand",
+            extra={"in_hand": len(state.unsettled), "returned_unstarted": returned},
+        )
+        self.connection.call_later(self._settings.drain_timeout, self._drain_timed_out)
+        self._finish_drain_if_done()
+
+    def _return_unstarted(self, state: _ChannelState) -> int:
+        """Give messages no worker has started back to the broker, for another consumer."""
+        returned = 0
+        while True:
+            try:
+                delivery = self._work.get_nowait()
+            except queue.Empty:
+                return returned
+            if delivery is not None:
+                self._settle(delivery, ack=False)
+                returned += 1
+
+    def _finish_drain_if_done(self) -> None:
+        state = self._state
+        if state is None or not state.unsettled:
+            self.connection.stop()
+
+    def _drain_timed_out(self) -> None:
+        if self._state is not None and not self.connection.stopping:
+            log.warning(
+                "drain timed out; the broker redelivers what was not finished",
+                extra={"unfinished": len(self._state.unsettled)},
+            )
+            self.connection.stop()
+
+    # -- worker threads ------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while (delivery := self._work.get()) is not None:
+            if delivery.generation != self._generation:
+                continue
+            outcome = self._process(delivery)
+            self.connection.call_threadsafe(lambda d=delivery, o=outcome: self._on_outcome(d, o))
+
+    def _process(self, delivery: Delivery) -> Outcome:
+        try:
+            message = Message.decode(
+                delivery.body, delivery.properties, self._broker.max_body_bytes
+            )
+            output = self._handler(message)
+        except InvalidMessage as error:
+            return DeadLetter(str(error))
+        except Exception as error:
+            return Failed(describe(error))
+        return Done() if output is None else Forward(output)
+
+
+def _printable(value: object) -> str | None:
+    return value if isinstance(value, str) and value.isprintable() else None

@@ -1,0 +1,128 @@
+"""The message format, and the validation every consumer applies before using a message.
+
+On the wire a message is the seed's JSON array, e.g. `["seq-7","service_a"]`, published
+persistent with AMQP properties:
+- `message_id`: the `broker_message_id`, a UUID set by `first`, kept by every stage;
+- `headers["data"]`: a JSON object of timestamps (float seconds since the epoch):
+  `created_at`, one per stage that handled it, and `updated_at`. It is JSON text rather than an
+  AMQP table because pika's table encoder has no floating-point type.
+
+Anything a consumer cannot use raises `InvalidMessage` with a one-line reason; the consumer
+dead-letters the message with that reason and carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pika
+
+CONTENT_TYPE = "application/json"
+MAX_HISTORY = 16
+MAX_TEXT = 128
+MAX_DATA_CHARS = 4096
+_SEQ = re.compile(r"seq-[0-9]{1,18}")
+
+
+class InvalidMessage(ValueError):
+    """The message cannot be processed; `str(error)` is the reason the dead-letter queue gets."""
+
+
+@dataclass(frozen=True)
+class Message:
+    history: tuple[str, ...]
+    message_id: str
+    data: Mapping[str, float]
+
+    @classmethod
+    def first(cls, seq: int, now: float) -> Message:
+        """A new message `["seq-N"]` as `first` publishes it."""
+        return cls((f"seq-{seq}",), str(uuid.uuid4()), {"created_at": now})
+
+    @property
+    def seq(self) -> int:
+        return int(self.history[0][4:])
+
+    def stamped(self, stage: str, now: float) -> Message:
+        """The message after `stage` handled it: its name appended, its time recorded."""
+        return Message(
+            (*self.history, stage), self.message_id, {**self.data, stage: now, "updated_at": now}
+        )
+
+    def encode(self) -> tuple[bytes, pika.BasicProperties]:
+        body = json.dumps(self.history, separators=(",", ":")).encode()
+        properties = pika.BasicProperties(
+            content_type=CONTENT_TYPE,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=self.message_id,
+            headers={"data": json.dumps(self.data, separators=(",", ":"))},
+        )
+        return body, properties
+
+    @classmethod
+    def decode(cls, body: bytes, properties: pika.BasicProperties, max_body_bytes: int) -> Message:
+        return cls(
+            _history(body, max_body_bytes),
+            _message_id(properties.message_id),
+            _data((properties.headers or {}).get("data")),
+        )
+
+
+def _json(raw: bytes | str, what: str) -> object:
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as error:
+        raise InvalidMessage(f"{what} is not UTF-8: {error.reason} at byte {error.start}") from None
+    except ValueError as error:
+        raise InvalidMessage(f"{what} is not JSON: {error}") from None
+    except RecursionError:
+        raise InvalidMessage(f"{what} is not JSON we accept: nested too deeply") from None
+
+
+def _history(body: bytes, max_body_bytes: int) -> tuple[str, ...]:
+    if len(body) > max_body_bytes:
+        raise InvalidMessage(f"body is {len(body)} bytes, over the limit of {max_body_bytes}")
+    history = _json(body, "body")
+    if not isinstance(history, list):
+        raise InvalidMessage(f"body must be a JSON array, got {type(history).__name__}")
+    if not 1 <= len(history) <= MAX_HISTORY:
+        raise InvalidMessage(f"body must hold 1 to {MAX_HISTORY} items, got {len(history)}")
+    for item in history:
+        if not isinstance(item, str) or not 0 < len(item) <= MAX_TEXT:
+            raise InvalidMessage(f"body items must be strings of 1 to {MAX_TEXT} characters")
+    if not _SEQ.fullmatch(history[0]):
+        raise InvalidMessage(f"body must start with 'seq-<n>', got {history[0][:40]!r}")
+    return tuple(history)
+
+
+def _message_id(value: object) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT or not value.isprintable():
+        raise InvalidMessage("message_id (broker_message_id) is missing or not printable text")
+    return value
+
+
+def _data(header: object) -> dict[str, float]:
+    if not isinstance(header, str | bytes) or len(header) > MAX_DATA_CHARS:
+        raise InvalidMessage("header 'data' is missing or is not JSON text of a sane size")
+    value = _json(header, "header 'data'")
+    if not isinstance(value, dict) or len(value) > MAX_HISTORY + 4:
+        raise InvalidMessage("header 'data' is not a JSON object of timestamps")
+    data: dict[str, float] = {}
+    for key, stamp in value.items():
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_TEXT:
+            raise InvalidMessage("header 'data' has a key that is not short text")
+        if (
+            isinstance(stamp, bool)
+            or not isinstance(stamp, int | float)
+            or not math.isfinite(stamp)
+        ):
+            raise InvalidMessage(f"header 'data' field {key[:40]!r} is not a finite number")
+        data[key] = float(stamp)
+    if "created_at" not in data:
+        raise InvalidMessage("header 'data' has no 'created_at'")
+    return data

@@ -1,0 +1,153 @@
+"""Configuration from environment variables, validated once at start.
+
+A bad value raises `SettingsError` with one line naming the variable, the value and what is
+allowed; `common.main.run` turns it into that line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+QUEUE_TYPES = ("quorum", "classic")
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the program cannot use."""
+
+    def __init__(self, name: str, value: str, allowed: str) -> None:
+        super().__init__(f"{name}={value!r} is not valid: {allowed}")
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by '***', fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class Env:
+    """Typed, validated reads of environment variables."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def text(self, name: str, default: str, *, max_length: int = 255) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if len(value) > max_length or not value.isprintable():
+            raise SettingsError(name, value, f"printable text of at most {max_length} characters")
+        return value
+
+    def queue_name(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if value.startswith("amq."):
+            raise SettingsError(name, value, "queue names starting with 'amq.' are reserved")
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or not minimum <= number <= maximum:
+            raise SettingsError(name, value, f"a whole number from {minimum} to {maximum}")
+        return number
+
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is None or not minimum <= number <= maximum:  # also rejects nan
+            raise SettingsError(name, value, f"a number from {minimum:g} to {maximum:g}")
+        return number
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        for choice in choices:
+            if value.lower() == choice.lower():
+                return choice
+        raise SettingsError(name, value, f"one of {', '.join(choices)}")
+
+    def amqp_url(self, name: str, default: str) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            parts = urlsplit(value)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is None or parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            port_ok = False
+        if not port_ok:
+            raise SettingsError(
+                name,
+                redact_url(value) if parts else "<unparseable>",
+                "a URL like amqp://user:password@host:5672/%2F (or amqps://)",
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str
+    format: str
+
+    @classmethod
+    def from_env(cls, env: Env) -> LogSettings:
+        return cls(
+            level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+            format=env.choice("LOG_FORMAT", "json", LOG_FORMATS),
+        )
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """How to reach the broker and how queues are shaped; shared by every process."""
+
+    amqp_url: str
+    heartbeat: int
+    connect_timeout: float
+    queue_type: str
+    delivery_limit: int
+    dead_letter_queue: str
+    max_body_bytes: int
+
+    @classmethod
+    def from_env(cls, env: Env) -> BrokerSettings:
+        return cls(
+            amqp_url=env.amqp_url("AMQP_URL", DEFAULT_AMQP_URL),
+            heartbeat=env.integer("HEARTBEAT", 60, minimum=1, maximum=3600),
+            connect_timeout=env.number("CONNECT_TIMEOUT", 60.0, minimum=0.0, maximum=86400.0),
+            queue_type=env.choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
+            delivery_limit=env.integer("DELIVERY_LIMIT", 5, minimum=1, maximum=1000),
+            dead_letter_queue=env.queue_name("DEAD_LETTER_QUEUE", "dead_letter"),
+            max_body_bytes=env.integer("MAX_BODY_BYTES", 4096, minimum=64, maximum=1 << 20),
+        )
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.amqp_url)

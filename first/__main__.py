@@ -1,0 +1,27 @@
+"""`python -m first`: publish NUMBER_OF_MESSAGES messages and exit 0 once all are confirmed."""
+
+from __future__ import annotations
+
+import logging
+
+from common.main import run, serve
+from common.settings import BrokerSettings, Env
+from first.flood import Flood, FloodSettings
+
+log = logging.getLogger("first")
+
+
+def main(env: Env) -> int:
+    flood = Flood(BrokerSettings.from_env(env), FloodSettings.from_env(env))
+    serve(flood)
+    if flood.unconfirmed:
+        log.error(
+            f"{flood.unconfirmed} messages were not confirmed by the broker",
+            extra={"unconfirmed": flood.unconfirmed, "confirmed": flood.confirmed},
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

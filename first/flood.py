@@ -1,0 +1,145 @@
+"""Publishing the pipeline's input: `["seq-1"]` … `["seq-N"]`, every one confirmed by the broker.
+
+Confirms stream back asynchronously; at most `MAX_IN_FLIGHT` messages wait for one at a time,
+which bounds memory and makes the publisher pause by itself while the broker blocks publishers
+(memory or disk alarm). After a connection loss the unconfirmed messages are published again
+with their original id: the broker may then hold two copies, and `last` counts the id once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from pika.channel import Channel
+
+from common.connection import ReconnectingConnection
+from common.messages import Message
+from common.publisher import ConfirmedPublisher
+from common.settings import BrokerSettings, Env
+
+log = logging.getLogger("first")
+
+MAX_IN_FLIGHT = 1000
+
+
+@dataclass(frozen=True)
+class FloodSettings:
+    number_of_messages: int
+    next_queue: str
+    publish_rate: float
+
+    @classmethod
+    def from_env(cls, env: Env) -> FloodSettings:
+        return cls(
+            number_of_messages=env.integer("NUMBER_OF_MESSAGES", 100, minimum=0, maximum=10**9),
+            next_queue=env.queue_name("RABBITMQ_NEXT_QUEUE", "service_a"),
+            publish_rate=env.number("PUBLISH_RATE", 0.0, minimum=0.0, maximum=1e6),
+        )
+
+
+class Flood:
+    def __init__(self, broker: BrokerSettings, settings: FloodSettings) -> None:
+        self._settings = settings
+        self.connection = ReconnectingConnection(
+            broker, self, [settings.next_queue, broker.dead_letter_queue]
+        )
+        self._publisher: ConfirmedPublisher | None = None
+        self._next_seq = 1
+        self._retry: deque[Message] = deque()
+        self._in_flight: dict[str, Message] = {}
+        self.confirmed = 0
+        self.failed = 0
+        self._started = time.monotonic()
+        self._stopping = False
+        self._pump_scheduled = False
+
+    @property
+    def unconfirmed(self) -> int:
+        return self._settings.number_of_messages - self.confirmed
+
+    def run(self) -> None:
+        if self._settings.number_of_messages == 0:
+            return
+        self.connection.run()
+
+    def request_stop(self) -> None:
+        self.connection.call_threadsafe(self._stop_publishing)
+
+    def on_channel_ready(self, channel: Channel) -> None:
+        self._publisher = ConfirmedPublisher(channel)
+        self._pump()
+
+    def on_channel_lost(self) -> None:
+        self._publisher = None
+        self._retry.extend(self._in_flight.values())
+        self._in_flight.clear()
+
+    def _stop_publishing(self) -> None:
+        self._stopping = True
+        log.info("stopping: waiting for outstanding confirms", extra=self._progress())
+        self._finish_if_done()
+
+    def _has_more(self) -> bool:
+        return not self._stopping and (
+            bool(self._retry) or self._next_seq <= self._settings.number_of_messages
+        )
+
+    def _pump(self) -> None:
+        """Publish while the window has room and the rate allows."""
+        self._pump_scheduled = False
+        rate = self._settings.publish_rate
+        while self._publisher and self._has_more() and len(self._in_flight) < MAX_IN_FLIGHT:
+            if rate:
+                sent = self._next_seq - 1
+                wait = self._started + sent / rate - time.monotonic()
+                if wait > 0 and not self._retry:
+                    self._pump_scheduled = True
+                    self.connection.call_later(wait, self._pump)
+                    return
+            self._publish(self._retry.popleft() if self._retry else self._new_message())
+
+    def _new_message(self) -> Message:
+        message = Message.first(self._next_seq, time.time())
+        self._next_seq += 1
+        return message
+
+    def _publish(self, message: Message) -> None:
+        assert self._publisher is not None
+        body, properties = message.encode()
+        self._in_flight[message.message_id] = message
+        self._publisher.publish(
+            self._settings.next_queue,
+            body,
+            properties,
+            lambda failure: self._on_settled(message, failure),
+        )
+
+    def _on_settled(self, message: Message, failure: str | None) -> None:
+        if self._in_flight.pop(message.message_id, None) is None:
+            return
+        if failure is None:
+            self.confirmed += 1
+        else:
+            self.failed += 1
+            log.error(
+                "message not confirmed",
+                extra={"seq": message.history[0], "reason": failure},
+            )
+        self._finish_if_done()
+        if not self._pump_scheduled:
+            self._pump()
+
+    def _finish_if_done(self) -> None:
+        if not self._in_flight and not self._has_more():
+            log.info("published", extra=self._progress())
+            self.connection.stop()
+
+    def _progress(self) -> dict[str, int]:
+        return {
+            "confirmed": self.confirmed,
+            "failed": self.failed,
+            "total": self._settings.number_of_messages,
+        }

@@ -1,0 +1,23 @@
+"""`python -m service`: one pipeline stage, RABBITMQ_QUEUE in, RABBITMQ_NEXT_QUEUE out."""
+
+from __future__ import annotations
+
+from common.consumer import Consumer, ConsumerSettings
+from common.main import run, serve
+from common.settings import BrokerSettings, Env
+from service.work import Stage, WorkSettings
+
+
+def main(env: Env) -> int:
+    broker = BrokerSettings.from_env(env)
+    consumer_settings = ConsumerSettings.from_env(
+        env, default_queue="service_a", default_workers=10
+    )
+    next_queue = env.queue_name("RABBITMQ_NEXT_QUEUE", "service_b")
+    stage = Stage(WorkSettings.from_env(env, consumer_settings.queue))
+    serve(Consumer(broker, consumer_settings, stage, next_queue))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
