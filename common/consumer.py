@@ -25,9 +25,9 @@ import itertools
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pika
 from pika.channel import Channel
@@ -233,24 +233,34 @@ class Consumer:
                 "message_id": _printable(delivery.properties.message_id),
             },
         )
-        headers = delivery.properties.headers
+        state.publisher.publish(
+            self._broker.dead_letter_queue,
+            delivery.body,
+            self._dead_letter_properties(delivery, reason),
+            lambda failure: self._after_publish(delivery, failure),
+        )
+
+    def _dead_letter_properties(self, delivery: Delivery, reason: str) -> pika.BasicProperties:
+        """The original's properties, plus why and where it failed, in `x-error-*` headers."""
+        error = {
+            "x-error-reason": reason,
+            "x-error-queue": self._settings.queue,
+            "x-error-at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        original = delivery.properties.headers
         properties = pika.BasicProperties(
             content_type=_printable(delivery.properties.content_type),
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=_printable(delivery.properties.message_id),
-            headers={
-                **(headers if isinstance(headers, dict) else {}),
-                "x-error-reason": reason,
-                "x-error-queue": self._settings.queue,
-                "x-error-at": time.time(),
-            },
+            headers={**(original if isinstance(original, dict) else {}), **error},
         )
-        state.publisher.publish(
-            self._broker.dead_letter_queue,
-            delivery.body,
-            properties,
-            lambda failure: self._after_publish(delivery, failure),
-        )
+        try:
+            properties.encode()
+        except Exception:
+            # pika decodes some header types it cannot encode again (floats): drop the originals
+            # rather than fail to dead-letter.
+            properties.headers = error
+        return properties
 
     def _attempt(self, delivery: Delivery) -> int:
         count = (delivery.properties.headers or {}).get("x-delivery-count")

@@ -1,4 +1,8 @@
-"""What a pipeline stage does to a message: a little (simulated) work, then its stamp."""
+"""What a pipeline stage does to a message: a little (simulated) work, then its stamp.
+
+`FAIL_ON_SEQ=N` is a test hook: the stage raises on message `seq-N`, as a bug would, so the
+retry-then-dead-letter path can be seen and tested.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ class WorkSettings:
     stage: str
     wait_min: float
     wait_max: float
+    fail_on_seq: int = 0
 
     @classmethod
     def from_env(cls, env: Env, stage: str) -> WorkSettings:
@@ -24,7 +29,8 @@ class WorkSettings:
             raise SettingsError(
                 "RANDOM_WAIT_MAX", str(wait_max), f"at least RANDOM_WAIT_MIN ({wait_min:g})"
             )
-        return cls(stage, wait_min, wait_max)
+        fail_on_seq = env.integer("FAIL_ON_SEQ", 0, minimum=0, maximum=10**18)
+        return cls(stage, wait_min, wait_max, fail_on_seq)
 
 
 class Stage:
@@ -34,6 +40,8 @@ class Stage:
         self._settings = settings
 
     def __call__(self, message: Message) -> Message:
+        if message.seq == self._settings.fail_on_seq:
+            raise RuntimeError(f"simulated failure on seq-{message.seq} (FAIL_ON_SEQ)")
         if self._settings.wait_max > 0:
             time.sleep(random.uniform(self._settings.wait_min, self._settings.wait_max))
         return message.stamped(self._settings.stage, time.time())

