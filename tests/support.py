@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -123,7 +124,7 @@ class Proc:
         """The JSON log records it has written so far."""
         records = []
         for line in self.stdout_path.read_text(errors="replace").splitlines():
-            if line.startswith("{") and line.endswith("}"):  # not a line still being written
+            with contextlib.suppress(ValueError):  # a line still being written
                 records.append(json.loads(line))
         return records
 
