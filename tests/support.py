@@ -125,7 +125,8 @@ class Proc:
         records = []
         for line in self.stdout_path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):  # a line still being written
-                records.append(json.loads(line))
+                if line.startswith("{"):
+                    records.append(json.loads(line))
         return records
 
     def messages(self, message: str) -> list[dict]:
