@@ -56,7 +56,9 @@ class ConsumerSettings:
         return cls(
             queue=env.queue_name("RABBITMQ_QUEUE", default_queue),
             workers=workers,
-            prefetch=env.integer("PREFETCH", 2 * workers, minimum=1, maximum=65535),
+            # Unacked messages the broker lets this process hold: those being worked on, those
+            # waiting for a worker, and those whose output awaits its confirm.
+            prefetch=env.integer("PREFETCH", 100, minimum=1, maximum=65535),
             drain_timeout=env.number("DRAIN_TIMEOUT", 20.0, minimum=0.0, maximum=3600.0),
         )
 
