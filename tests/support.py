@@ -36,7 +36,9 @@ def rabbitmqctl(*args: str) -> str:
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05
+) -> object:
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -45,7 +47,7 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> obje
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 class Vhost:
@@ -131,6 +133,11 @@ class Proc:
 
     def messages(self, message: str) -> list[dict]:
         return [r for r in self.records() if r.get("message") == message]
+
+    def peak_rss_kib(self) -> int:
+        """The process's peak resident memory so far (VmHWM), while it runs."""
+        status = Path(f"/proc/{self.popen.pid}/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0])
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

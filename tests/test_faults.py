@@ -75,6 +75,7 @@ def test_work_longer_than_the_heartbeat_keeps_the_connection(run: PipelineRun) -
 
 def test_poison_message_is_retried_then_dead_lettered(run: PipelineRun) -> None:
     run.poison = {13}
+    run.dead_bodies[b'["seq-13","service_a"]'] = 1
     run.start_last()
     run.start_service("service_a", **SOME_WORK)
     run.start_service("service_b", FAIL_ON_SEQ=13, **SOME_WORK)
