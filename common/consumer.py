@@ -139,10 +139,10 @@ class Consumer:
         try:
             self.connection.run()
         finally:
+            # Workers still busy hold only void work now (its channel is closed): they are
+            # daemon threads and need not be waited for.
             for _ in threads:
                 self._work.put(None)
-            for thread in threads:
-                thread.join(timeout=self._settings.drain_timeout)
 
     def request_stop(self) -> None:
         """Stop taking messages, finish those in hand, then close. Safe from any thread."""

@@ -7,6 +7,7 @@ allowed; `common.main.run` turns it into that line on stderr and exit code 2.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -62,10 +63,7 @@ class Env:
         value = self._raw(name)
         if value is None:
             return default
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
+        number = int(value) if re.fullmatch(r"[+-]?[0-9]{1,19}", value) else None
         if number is None or not minimum <= number <= maximum:
             raise SettingsError(name, value, f"a whole number from {minimum} to {maximum}")
         return number

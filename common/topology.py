@@ -13,6 +13,13 @@ from common.settings import BrokerSettings
 PIPELINE_QUEUES = ("service_a", "service_b", "service_c", "service_log")
 
 
+def following_queue(queue: str) -> str | None:
+    """The queue after `queue` in the pipeline, if it is one of the pipeline's stages."""
+    if queue in PIPELINE_QUEUES[:-1]:
+        return PIPELINE_QUEUES[PIPELINE_QUEUES.index(queue) + 1]
+    return None
+
+
 def work_queue_arguments(settings: BrokerSettings) -> dict[str, object]:
     """A queue whose rejected (or, for quorum, too often redelivered) messages are dead-lettered."""
     arguments: dict[str, object] = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from common.consumer import Consumer, ConsumerSettings
 from common.main import run, serve
-from common.settings import BrokerSettings, Env
+from common.settings import BrokerSettings, Env, SettingsError
+from common.topology import following_queue
 from service.work import Stage, WorkSettings
 
 
@@ -13,7 +14,13 @@ def main(env: Env) -> int:
     consumer_settings = ConsumerSettings.from_env(
         env, default_queue="service_a", default_workers=10
     )
-    next_queue = env.queue_name("RABBITMQ_NEXT_QUEUE", "service_b")
+    next_queue = env.queue_name(
+        "RABBITMQ_NEXT_QUEUE", following_queue(consumer_settings.queue) or ""
+    )
+    if next_queue in ("", consumer_settings.queue):
+        raise SettingsError(
+            "RABBITMQ_NEXT_QUEUE", next_queue, "a queue other than RABBITMQ_QUEUE must be set"
+        )
     stage = Stage(WorkSettings.from_env(env, consumer_settings.queue))
     serve(Consumer(broker, consumer_settings, stage, next_queue))
     return 0

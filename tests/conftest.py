@@ -6,6 +6,7 @@ from pathlib import Path
 import pika
 import pytest
 
+from common.settings import redact_url
 from tests.support import PIPELINE, Proc, Vhost, broker_url
 
 StartProc = Callable[..., Proc]
@@ -19,8 +20,10 @@ def base_url() -> str:
         pika.BlockingConnection(pika.URLParameters(url)).close()
     except pika.exceptions.AMQPError as error:
         pytest.exit(
-            f"no RabbitMQ broker answers at AMQP_URL ({type(error).__name__}): start one with "
-            "`docker compose up -d rabbitmq` or `rabbitmq-server -detached`, or set AMQP_URL",
+            f"no RabbitMQ broker lets us in at {redact_url(url)} ({type(error).__name__}): "
+            "start one with `rabbitmq-server -detached`, or `docker compose up -d rabbitmq` and "
+            "set AMQP_URL=amqp://rabbithole:rabbithole@localhost:5672/%2F "
+            "RABBITMQCTL='docker compose exec -T rabbitmq rabbitmqctl'",
             returncode=3,
         )
     return url
