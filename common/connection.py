@@ -164,7 +164,6 @@ class ReconnectingConnection:
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
         log.info("connected", extra={"url": self._settings.display_url})
-        self._attempt = 0
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
         connection.channel(on_open_callback=self._on_channel_open)
@@ -183,9 +182,12 @@ class ReconnectingConnection:
         if self._stopping:
             self.ioloop.stop()
             return
-        log.warning("connection lost, reconnecting", extra={"reason": describe(reason)})
-        self._outage_started = time.monotonic()
-        self._connect()
+        if was_ready:  # a working connection broke: try again at once
+            log.warning("connection lost, reconnecting", extra={"reason": describe(reason)})
+            self._outage_started = time.monotonic()
+            self._connect()
+        else:  # it broke while being set up: back off as for a broker that is not up yet
+            self._retry(describe(reason))
 
     # -- the channel ---------------------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class ReconnectingConnection:
         )
 
     def _ready(self, channel: Channel) -> None:
+        self._attempt = 0
         self._channel = channel
         self._user.on_channel_ready(channel)
 

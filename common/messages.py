@@ -116,13 +116,14 @@ def _data(header: object) -> dict[str, float]:
     for key, stamp in value.items():
         if not isinstance(key, str) or not 0 < len(key) <= MAX_TEXT:
             raise InvalidMessage("header 'data' has a key that is not short text")
-        if (
-            isinstance(stamp, bool)
-            or not isinstance(stamp, int | float)
-            or not math.isfinite(stamp)
-        ):
+        try:
+            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+                raise TypeError
+            data[key] = float(stamp)
+        except (TypeError, OverflowError):
+            data[key] = math.nan
+        if not math.isfinite(data[key]):
             raise InvalidMessage(f"header 'data' field {key[:40]!r} is not a finite number")
-        data[key] = float(stamp)
     if "created_at" not in data:
         raise InvalidMessage("header 'data' has no 'created_at'")
     return data

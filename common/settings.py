@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 QUEUE_TYPES = ("quorum", "classic")
@@ -26,13 +26,20 @@ class SettingsError(ValueError):
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by '***', fit for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with its password replaced by '***', fit for logs and error messages.
+
+    Works on malformed URLs too (no `//`, say), where a URL parser would find no password and
+    give the text back whole: everything between the user name and the last '@' goes.
+    """
+    head, at, host = url.rpartition("@")
+    if not at:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    scheme_end = head.find("//")
+    credentials_start = scheme_end + 2 if scheme_end >= 0 else 0
+    user, colon, _password = head[credentials_start:].partition(":")
+    if not colon:
+        return url
+    return f"{head[:credentials_start]}{user}:***@{host}"
 
 
 class Env:
@@ -55,6 +62,8 @@ class Env:
 
     def queue_name(self, name: str, default: str) -> str:
         value = self.text(name, default)
+        if len(value.encode()) > 255:
+            raise SettingsError(name, value, "a queue name of at most 255 bytes (UTF-8)")
         if value.startswith("amq."):
             raise SettingsError(name, value, "queue names starting with 'amq.' are reserved")
         return value
