@@ -17,6 +17,7 @@ from pika.channel import Channel
 
 from common.connection import ReconnectingConnection
 from common.messages import Message
+from common.progress import Progress, progress_interval
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env
 
@@ -30,6 +31,7 @@ class FloodSettings:
     number_of_messages: int
     next_queue: str
     publish_rate: float
+    progress_interval: float
 
     @classmethod
     def from_env(cls, env: Env) -> FloodSettings:
@@ -37,6 +39,7 @@ class FloodSettings:
             number_of_messages=env.integer("NUMBER_OF_MESSAGES", 100, minimum=0, maximum=10**9),
             next_queue=env.queue_name("RABBITMQ_NEXT_QUEUE", "service_a"),
             publish_rate=env.number("PUBLISH_RATE", 0.0, minimum=0.0, maximum=1e6),
+            progress_interval=progress_interval(env),
         )
 
 
@@ -55,6 +58,7 @@ class Flood:
         self._started = time.monotonic()
         self._stopping = False
         self._pump_scheduled = False
+        self._progress = Progress(log, settings.progress_interval, settings.number_of_messages)
 
     @property
     def unconfirmed(self) -> int:
@@ -79,7 +83,7 @@ class Flood:
 
     def _stop_publishing(self) -> None:
         self._stopping = True
-        log.info("stopping: waiting for outstanding confirms", extra=self._progress())
+        log.info("stopping: waiting for outstanding confirms", extra=self._counts())
         self._finish_if_done()
 
     def _has_more(self) -> bool:
@@ -122,6 +126,7 @@ class Flood:
             return
         if failure is None:
             self.confirmed += 1
+            self._progress.update(self.confirmed, failed=self.failed)
         else:
             self.failed += 1
             log.error(
@@ -134,10 +139,10 @@ class Flood:
 
     def _finish_if_done(self) -> None:
         if not self._in_flight and not self._has_more():
-            log.info("published", extra=self._progress())
+            log.info("published", extra=self._counts())
             self.connection.stop()
 
-    def _progress(self) -> dict[str, int]:
+    def _counts(self) -> dict[str, int]:
         return {
             "confirmed": self.confirmed,
             "failed": self.failed,
