@@ -25,9 +25,9 @@ def assert_all_completed_once(completed: list[dict], count: int) -> None:
 
 def test_thousand_messages_complete_exactly_once(start, start_services, vhost: Vhost) -> None:
     count = 1000
-    last = start("last", EXPECTED_MESSAGES=count)
+    last = start("last", EXPECTED_MESSAGES=count, PROGRESS_INTERVAL=0.1)
     start_services(WORKERS=10)
-    first = start("first", NUMBER_OF_MESSAGES=count)
+    first = start("first", NUMBER_OF_MESSAGES=count, PUBLISH_RATE=2000, PROGRESS_INTERVAL=0.1)
 
     assert first.wait(60) == 0, first.tail()
     assert last.wait(120) == 0, last.tail()
@@ -39,6 +39,14 @@ def test_thousand_messages_complete_exactly_once(start, start_services, vhost: V
     assert summary["latency_ms"]["p50"] > 0
     for queue in [*PIPELINE, "service_log", "dead_letter"]:
         assert vhost.depth(queue) == 0, queue
+
+    # progress: a line every interval while messages flow, not one per message
+    for proc in (first, last):
+        progress = proc.messages("progress")
+        assert 1 <= len(progress) < count / 10, proc.name
+        assert all(r["expected"] == count and r["rate_per_s"] > 0 for r in progress)
+        done = [r["done"] for r in progress]
+        assert done == sorted(done) and done[-1] <= count
 
 
 def test_first_fails_clearly_when_the_broker_is_unreachable(start) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from common.settings import (
     SettingsError,
     redact_url,
 )
+from common.topology import following_queue
 from first.flood import FloodSettings
 from service.work import WorkSettings
 from tests.support import ROOT
@@ -378,11 +380,18 @@ def test_work_settings_reject_bad_values(name: str, raw: str) -> None:
 
 def test_flood_settings() -> None:
     assert FloodSettings.from_env(Env({})) == FloodSettings(
-        number_of_messages=100, next_queue="service_a", publish_rate=0.0
+        number_of_messages=100, next_queue="service_a", publish_rate=0.0, progress_interval=5.0
     )
-    env = Env({"NUMBER_OF_MESSAGES": "0", "RABBITMQ_NEXT_QUEUE": "in", "PUBLISH_RATE": "250.5"})
+    env = Env(
+        {
+            "NUMBER_OF_MESSAGES": "0",
+            "RABBITMQ_NEXT_QUEUE": "in",
+            "PUBLISH_RATE": "250.5",
+            "PROGRESS_INTERVAL": "0",
+        }
+    )
     assert FloodSettings.from_env(env) == FloodSettings(
-        number_of_messages=0, next_queue="in", publish_rate=250.5
+        number_of_messages=0, next_queue="in", publish_rate=250.5, progress_interval=0.0
     )
 
 
@@ -405,6 +414,9 @@ def test_flood_settings_reject_bad_values(name: str, raw: str, allowed: str) -> 
 
 SETTING_NAMES = {
     "AMQP_URL",
+    "PROGRESS_INTERVAL",
+    "RESULTS_FILE",
+    "FAIL_ON_SEQ",
     "HEARTBEAT",
     "CONNECT_TIMEOUT",
     "QUEUE_TYPE",
@@ -492,3 +504,27 @@ def test_service_with_schemeless_amqp_url_does_not_print_the_password() -> None:
     result = run_module("service", AMQP_URL=f"admin:{PASSWORD}@localhost:5672/%2F")
     assert_one_line_config_error(result, "AMQP_URL")
     assert PASSWORD not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "parts"),
+    [
+        ({"RABBITMQ_QUEUE": "service_b", "RABBITMQ_NEXT_QUEUE": "service_b"}, ["service_b"]),
+        ({"RABBITMQ_QUEUE": "my_stage"}, ["RABBITMQ_NEXT_QUEUE", "other than RABBITMQ_QUEUE"]),
+    ],
+)
+def test_service_refuses_to_publish_to_its_own_queue(env: dict[str, str], parts: list) -> None:
+    assert_one_line_config_error(run_module("service", **env), "RABBITMQ_NEXT_QUEUE", *parts)
+
+
+def test_service_next_queue_follows_the_pipeline_by_default() -> None:
+    assert following_queue("service_a") == "service_b"
+    assert following_queue("service_c") == "service_log"
+    assert following_queue("service_log") is None
+    assert following_queue("elsewhere") is None
+
+
+def test_last_with_an_unwritable_results_file_exits_2(tmp_path: Path) -> None:
+    path = str(tmp_path / "missing-dir" / "results.jsonl")
+    result = run_module("last", RESULTS_FILE=path)
+    assert_one_line_config_error(result, "RESULTS_FILE", path)
