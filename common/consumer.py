@@ -25,6 +25,7 @@ import itertools
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,7 +104,10 @@ class _ChannelState:
     publisher: ConfirmedPublisher
     generation: int
     consumer_tag: str | None = None
-    unsettled: set[Delivery] = field(default_factory=set)
+    # Deliveries not yet acked or nacked, by delivery tag: ascending, as the broker numbers them.
+    unsettled: dict[int, Delivery] = field(default_factory=dict)
+    to_ack: set[int] = field(default_factory=set)
+    ack_flush_scheduled: bool = False
 
 
 class Consumer:
@@ -121,6 +125,11 @@ class Consumer:
         queues = [settings.queue, *([next_queue] if next_queue else []), broker.dead_letter_queue]
         self.connection = ReconnectingConnection(broker, self, queues, settings.prefetch)
         self._work: queue.Queue[Delivery | None] = queue.Queue()
+        # Results travel back in a deque; a worker wakes the I/O thread only when no wake-up
+        # is pending already, so a burst of results costs one wake-up, not one each.
+        self._results: deque[tuple[Delivery, Outcome]] = deque()
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
         self._generations = itertools.count(1)
         self._generation = 0  # read by workers: an int is swapped atomically
         self._state: _ChannelState | None = None
@@ -179,7 +188,7 @@ class Consumer:
         delivery = Delivery(
             self._state.generation, method.delivery_tag, method.redelivered, properties, body
         )
-        self._state.unsettled.add(delivery)
+        self._state.unsettled[delivery.tag] = delivery
         self._work.put(delivery)
 
     def _current(self, delivery: Delivery) -> _ChannelState | None:
@@ -188,6 +197,12 @@ class Consumer:
         if state is None or state.generation != delivery.generation:
             return None
         return state
+
+    def _on_results(self) -> None:
+        with self._wake_lock:
+            self._wake_pending = False
+        while self._results:
+            self._on_outcome(*self._results.popleft())
 
     def _on_outcome(self, delivery: Delivery, outcome: Outcome) -> None:
         state = self._current(delivery)
@@ -278,10 +293,35 @@ class Consumer:
         if state is None:
             return
         if ack:
-            state.channel.basic_ack(delivery.tag)
-        else:
-            state.channel.basic_nack(delivery.tag, requeue=True)
-        state.unsettled.discard(delivery)
+            state.to_ack.add(delivery.tag)
+            if not state.ack_flush_scheduled:
+                state.ack_flush_scheduled = True
+                self.connection.call_later(0, lambda: self._flush_acks(state))
+            return
+        state.channel.basic_nack(delivery.tag, requeue=True)
+        del state.unsettled[delivery.tag]
+        if self._draining:
+            self._finish_drain_if_done()
+
+    def _flush_acks(self, state: _ChannelState) -> None:
+        """Send the acks gathered since the last flush: one `multiple` ack for the run of oldest
+        deliveries that are all done (the usual case), single acks for the rest."""
+        state.ack_flush_scheduled = False
+        if state is not self._state:
+            return  # the channel is gone, and its delivery tags with it
+        run = []
+        for tag in state.unsettled:
+            if tag not in state.to_ack:
+                break
+            run.append(tag)
+        if run:
+            state.channel.basic_ack(run[-1], multiple=True)
+        for tag in run:
+            del state.unsettled[tag]
+        for tag in state.to_ack.difference(run):
+            state.channel.basic_ack(tag)
+            del state.unsettled[tag]
+        state.to_ack.clear()
         if self._draining:
             self._finish_drain_if_done()
 
@@ -334,8 +374,12 @@ class Consumer:
         while (delivery := self._work.get()) is not None:
             if delivery.generation != self._generation:
                 continue
-            outcome = self._process(delivery)
-            self.connection.call_threadsafe(lambda d=delivery, o=outcome: self._on_outcome(d, o))
+            self._results.append((delivery, self._process(delivery)))
+            with self._wake_lock:
+                if self._wake_pending:
+                    continue  # the I/O thread has yet to run: it will see this result too
+                self._wake_pending = True
+            self.connection.call_threadsafe(self._on_results)
 
     def _process(self, delivery: Delivery) -> Outcome:
         try:
