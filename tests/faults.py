@@ -34,6 +34,7 @@ class Row:
     duplicates_logged: int
     dead_lettered: int
     seconds: float
+    notes: str = ""
 
 
 @dataclass
@@ -108,7 +109,7 @@ class PipelineRun:
     def expected_seqs(self) -> set[str]:
         return {f"seq-{n}" for n in range(1, self.count + 1) if n not in self.poison}
 
-    def finish(self, scenario: str, timeout: float = 180) -> Row:
+    def finish(self, scenario: str, timeout: float = 180, notes: str = "") -> Row:
         expected = len(self.expected_seqs())
         wait_for(
             lambda: self.distinct_completed() >= expected,
@@ -133,6 +134,7 @@ class PipelineRun:
         assert Counter(body for _, body in dead) == self.dead_bodies
         assert all(properties.headers["x-error-reason"] for properties, _ in dead)
         row.dead_lettered = len(dead)
+        row.notes = notes
         report(row)
         return row
 
@@ -185,12 +187,12 @@ def render(rows: list[dict]) -> str:
     """The Markdown table of docs/reliability.md."""
     lines = [
         "| scenario | messages | lost | duplicates delivered | duplicates logged "
-        "| dead-lettered | time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| dead-lettered | time (s) | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         figures = " | ".join(str(row[column]) for column in (*COLUMNS, "seconds"))
-        lines.append(f"| {row['scenario']} | {figures} |")
+        lines.append(f"| {row['scenario']} | {figures} | {row.get('notes', '')} |")
     return "\n".join(lines) + "\n"
 
 
