@@ -215,28 +215,39 @@ class Consumer:
                     self._next_queue or "",
                     body,
                     properties,
-                    lambda failure: self._after_publish(delivery, failure),
+                    lambda failure: self._after_forward(delivery, failure),
                 )
             case Done():
                 self._settle(delivery, ack=True)
             case DeadLetter(reason):
                 self._dead_letter(state, delivery, reason)
             case Failed(reason):
-                if self._attempt(delivery) >= self._attempt_limit():
-                    self._dead_letter(
-                        state, delivery, f"failed {self._attempt(delivery)} times: {reason}"
-                    )
-                else:
-                    log.warning(
-                        "processing failed, requeued",
-                        extra={"queue": self._settings.queue, "reason": reason},
-                    )
-                    self._settle(delivery, ack=False)
+                self._retry_or_dead_letter(state, delivery, reason)
 
-    def _after_publish(self, delivery: Delivery, failure: str | None) -> None:
+    def _retry_or_dead_letter(self, state: _ChannelState, delivery: Delivery, reason: str) -> None:
+        attempt = self._attempt(delivery)
+        if attempt >= self._attempt_limit():
+            self._dead_letter(state, delivery, f"failed {attempt} times: {reason}")
+            return
+        log.warning(
+            "processing failed, requeued",
+            extra={"queue": self._settings.queue, "reason": reason, "attempt": attempt},
+        )
+        self._settle(delivery, ack=False)
+
+    def _after_forward(self, delivery: Delivery, failure: str | None) -> None:
+        state = self._current(delivery)
+        if state is None:
+            return
+        if failure is None:
+            self._settle(delivery, ack=True)
+        else:  # e.g. the next queue was deleted: a failure like any other, retried to the limit
+            self._retry_or_dead_letter(state, delivery, f"output not accepted: {failure}")
+
+    def _after_dead_letter(self, delivery: Delivery, failure: str | None) -> None:
         if failure is not None:
             log.error(
-                "output not accepted by the broker, input requeued",
+                "the dead-letter queue did not accept the message; input requeued",
                 extra={"queue": self._settings.queue, "reason": failure},
             )
         self._settle(delivery, ack=failure is None)
@@ -254,7 +265,7 @@ class Consumer:
             self._broker.dead_letter_queue,
             delivery.body,
             self._dead_letter_properties(delivery, reason),
-            lambda failure: self._after_publish(delivery, failure),
+            lambda failure: self._after_dead_letter(delivery, failure),
         )
 
     def _dead_letter_properties(self, delivery: Delivery, reason: str) -> pika.BasicProperties:
