@@ -74,6 +74,7 @@ class ReconnectingConnection:
         self._channel: Channel | None = None
         self._attempt = 0
         self._outage_started = time.monotonic()
+        self._ready_at = 0.0
         self._stopping = False
         self._fatal: str | None = None
 
@@ -95,10 +96,12 @@ class ReconnectingConnection:
     def stop(self) -> None:
         """Close the connection (if any) and end `run()`. I/O thread only."""
         self._stopping = True
-        if self._connection is not None and not self._connection.is_closed:
-            if not self._connection.is_closing:
-                self._connection.close()
-        else:
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            connection.close()  # its close callback stops the loop
+        elif connection is None or not connection.is_closing:
+            # Closed, or still opening: pika 1.4 cannot abort a handshake cleanly, so leave the
+            # half-open socket to the process's exit.
             self.ioloop.stop()
 
     @property
@@ -182,12 +185,17 @@ class ReconnectingConnection:
         if self._stopping:
             self.ioloop.stop()
             return
-        if was_ready:  # a working connection broke: try again at once
+        if was_ready:
             log.warning("connection lost, reconnecting", extra={"reason": describe(reason)})
-            self._outage_started = time.monotonic()
-            self._connect()
-        else:  # it broke while being set up: back off as for a broker that is not up yet
-            self._retry(describe(reason))
+            if time.monotonic() - self._ready_at >= MAX_RETRY_DELAY:
+                # A connection that worked for a while broke: a new outage, try again at once.
+                self._attempt = 0
+                self._outage_started = time.monotonic()
+                self._connect()
+                return
+        # It broke while being set up, or soon after (a bug in one of our callbacks, a broker
+        # that keeps closing on us): back off, and give up after CONNECT_TIMEOUT.
+        self._retry(describe(reason))
 
     # -- the channel ---------------------------------------------------------------------------
 
@@ -213,7 +221,7 @@ class ReconnectingConnection:
         )
 
     def _ready(self, channel: Channel) -> None:
-        self._attempt = 0
+        self._ready_at = time.monotonic()
         self._channel = channel
         self._user.on_channel_ready(channel)
 

@@ -48,3 +48,15 @@ def setup_logging(settings: LogSettings) -> None:
     root.setLevel(settings.level)
     pika_level = logging.DEBUG if settings.level == "DEBUG" else logging.CRITICAL
     logging.getLogger("pika").setLevel(pika_level)
+    # The one pika record always worth a line: the traceback of an exception raised in one of
+    # our callbacks, which pika otherwise turns into a mere "stream lost".
+    callback_errors = logging.getLogger("pika.adapters.utils.io_services_utils")
+    callback_errors.setLevel(min(pika_level, logging.ERROR))
+    callback_errors.filters[:] = [] if settings.level == "DEBUG" else [_CallbackErrors()]
+
+
+class _CallbackErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.ERROR or str(record.msg).startswith(
+            "protocol.data_received() failed"
+        )
