@@ -1,0 +1,141 @@
+"""Queue depths (and rates, where the broker keeps them) from the management API or rabbitmqctl.
+
+The management API answers only when the management plugin is enabled (the compose broker has
+it); rabbitmqctl works on any broker but gives no rates, and must run where the broker runs
+(`docker compose exec -T rabbitmq rabbitmqctl` for the compose one).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
+
+from common.settings import redact_url
+
+HTTP_TIMEOUT_S = 3.0
+RABBITMQCTL_TIMEOUT_S = 30.0
+RABBITMQCTL_COLUMNS = ("name", "messages_ready", "messages_unacknowledged", "consumers")
+
+
+class SourceError(RuntimeError):
+    """The source did not answer usefully; `str(error)` says why, in a few words."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    ready: int
+    unacked: int
+    consumers: int
+    # Messages per second published into the queue and acknowledged out of it, from the
+    # broker's message stats; None where it has none (rabbitmqctl, or statistics turned off).
+    in_rate: float | None = None
+    out_rate: float | None = None
+
+    @property
+    def depth(self) -> int:
+        return self.ready + self.unacked
+
+
+class Source(Protocol):
+    description: str
+
+    def sample(self) -> dict[str, QueueStats]:
+        """Every queue of the virtual host, by name; raises SourceError."""
+
+
+class ManagementApi:
+    def __init__(self, base_url: str, user: str, password: str, vhost: str) -> None:
+        self.description = f"the management API at {redact_url(base_url)}"
+        self._url = f"{base_url.rstrip('/')}/api/queues/{quote(vhost, safe='')}"
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+        self._vhost = vhost
+
+    def sample(self) -> dict[str, QueueStats]:
+        request = urllib.request.Request(self._url, headers=self._headers)
+        try:
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+                queues = json.load(response)
+        except urllib.error.HTTPError as error:
+            raise SourceError(self._http_reason(error.code, error.reason)) from None
+        except urllib.error.URLError as error:
+            reason = error.reason
+            raise SourceError(getattr(reason, "strerror", None) or str(reason)) from None
+        except (OSError, ValueError) as error:  # timeouts, resets, a body that is not JSON
+            raise SourceError(str(error) or type(error).__name__) from None
+        if not isinstance(queues, list):
+            raise SourceError("the answer is not a list of queues")
+        return {q["name"]: self._stats(q) for q in queues if isinstance(q, dict) and "name" in q}
+
+    def _http_reason(self, code: int, reason: str) -> str:
+        if code == 401:
+            return "HTTP 401: it refused the user and password of AMQP_URL"
+        if code == 404:
+            return f"HTTP 404: no virtual host {self._vhost!r}"
+        return f"HTTP {code} {reason}"
+
+    @staticmethod
+    def _stats(queue: dict) -> QueueStats:
+        stats = queue.get("message_stats")
+
+        def rate(name: str) -> float | None:
+            if not isinstance(stats, dict):
+                return None
+            details = stats.get(f"{name}_details")
+            value = details.get("rate") if isinstance(details, dict) else None
+            return float(value) if isinstance(value, int | float) else 0.0
+
+        return QueueStats(
+            ready=count(queue.get("messages_ready")),
+            unacked=count(queue.get("messages_unacknowledged")),
+            consumers=count(queue.get("consumers")),
+            in_rate=rate("publish"),
+            out_rate=rate("ack"),
+        )
+
+
+class Rabbitmqctl:
+    def __init__(self, command: list[str], vhost: str) -> None:
+        self.description = " ".join(command)
+        self._command = [*command, "list_queues", "-p", vhost, *RABBITMQCTL_COLUMNS]
+        self._command += ["--formatter", "json"]
+
+    def sample(self) -> dict[str, QueueStats]:
+        try:
+            result = subprocess.run(
+                self._command,
+                capture_output=True,
+                text=True,
+                timeout=RABBITMQCTL_TIMEOUT_S,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise SourceError("command not found") from None
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise SourceError(str(error)) from None
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+            raise SourceError(f"exit code {result.returncode}: {lines[-1]}")
+        try:
+            queues = json.loads(result.stdout)
+            return {
+                q["name"]: QueueStats(
+                    count(q.get("messages_ready")),
+                    count(q.get("messages_unacknowledged")),
+                    count(q.get("consumers")),
+                )
+                for q in queues
+            }
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise SourceError("its output is not the JSON list of queues expected") from None
+
+
+def count(value: object) -> int:
+    """A message or consumer count; a queue that is down reports none (empty or null)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
