@@ -5,7 +5,9 @@ on one thread, with every reconnect decision made here and nowhere else. The IOL
 each connection, so other threads can always hand work to it with `call_threadsafe`.
 
 While the broker cannot be reached, each attempt logs one line and the next waits a little
-longer (capped); after `CONNECT_TIMEOUT` seconds of outage `run()` raises `BrokerError`.
+longer (capped); after `CONNECT_TIMEOUT` seconds of outage `run()` raises `BrokerError`. A
+connection that breaks soon after it was set up counts as the same outage, so a broker that
+keeps closing on us (or a bug in a callback) cannot make it spin.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 5.0
 PRECONDITION_FAILED = 406
+REFUSED = (403, 405)  # ACCESS_REFUSED, RESOURCE_LOCKED: trying again will not help
 
 
 class BrokerError(RuntimeError):
@@ -71,10 +74,11 @@ class ReconnectingConnection:
         self._parameters.heartbeat = settings.heartbeat
         self.ioloop = IOLoop()
         self._connection: pika.SelectConnection | None = None
-        self._channel: Channel | None = None
+        self._channel: Channel | None = None  # set while the user may use it
+        self._ready_at = 0.0  # when the current channel became ready; 0 while setting up
         self._attempt = 0
         self._outage_started = time.monotonic()
-        self._ready_at = 0.0
+        self._blocked = False
         self._stopping = False
         self._fatal: str | None = None
 
@@ -90,19 +94,29 @@ class ReconnectingConnection:
     def call_threadsafe(self, callback: Callable[[], None]) -> None:
         self.ioloop.add_callback_threadsafe(callback)
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> object:
-        return self.ioloop.call_later(delay, callback)
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.ioloop.call_later(delay, callback)
 
     def stop(self) -> None:
-        """Close the connection (if any) and end `run()`. I/O thread only."""
+        """Close the connection (if any) and end `run()`. I/O thread only; idempotent."""
+        if self._stopping:
+            return
         self._stopping = True
+        self._lose_channel()
         connection = self._connection
-        if connection is not None and connection.is_open:
+        if connection is not None and connection.is_open and not self._blocked:
             connection.close()  # its close callback stops the loop
         elif connection is None or not connection.is_closing:
-            # Closed, or still opening: pika 1.4 cannot abort a handshake cleanly, so leave the
-            # half-open socket to the process's exit.
+            # Closed; or still opening, which pika 1.4 cannot abort cleanly; or blocked by a
+            # broker alarm, which would not read our Close: leave the socket to process exit.
             self.ioloop.stop()
+
+    def reconnect(self, reason: str) -> None:
+        """Start over with a new connection, declaring the queues again (say, one was deleted)."""
+        log.warning("reconnecting to declare the queues again", extra={"reason": reason})
+        self._lose_channel()
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
 
     @property
     def stopping(self) -> bool:
@@ -135,9 +149,10 @@ class ReconnectingConnection:
                 "host: check that it exists and that the user may use it"
             )
         else:
-            self._retry(describe(error))
+            self._retry("broker not reachable, retrying", describe(error))
 
-    def _retry(self, reason: str) -> None:
+    def _retry(self, message: str, reason: str) -> None:
+        """Connect again after a back-off, or give up once the outage outlasts CONNECT_TIMEOUT."""
         waited = time.monotonic() - self._outage_started
         delay = retry_delay(self._attempt)
         if self._stopping:
@@ -150,7 +165,7 @@ class ReconnectingConnection:
             )
         else:
             log.warning(
-                "broker not reachable, retrying",
+                message,
                 extra={
                     "url": self._settings.display_url,
                     "reason": reason,
@@ -167,35 +182,37 @@ class ReconnectingConnection:
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
         log.info("connected", extra={"url": self._settings.display_url})
+        self._blocked = False
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_blocked(self, _connection: object, _frame: object) -> None:
+        self._blocked = True
         log.warning("broker blocked publishing (memory or disk alarm); waiting for it to clear")
 
     def _on_unblocked(self, _connection: object, _frame: object) -> None:
+        self._blocked = False
         log.info("broker unblocked publishing")
 
     def _on_connection_closed(self, _connection: object, reason: BaseException) -> None:
-        was_ready = self._channel is not None
-        self._channel = None
-        if was_ready:
-            self._user.on_channel_lost()
+        self._lose_channel()
         if self._stopping:
             self.ioloop.stop()
             return
-        if was_ready:
-            log.warning("connection lost, reconnecting", extra={"reason": describe(reason)})
-            if time.monotonic() - self._ready_at >= MAX_RETRY_DELAY:
-                # A connection that worked for a while broke: a new outage, try again at once.
-                self._attempt = 0
-                self._outage_started = time.monotonic()
-                self._connect()
-                return
-        # It broke while being set up, or soon after (a bug in one of our callbacks, a broker
-        # that keeps closing on us): back off, and give up after CONNECT_TIMEOUT.
-        self._retry(describe(reason))
+        worked_for = time.monotonic() - self._ready_at if self._ready_at else 0.0
+        self._ready_at = 0.0
+        if worked_for >= MAX_RETRY_DELAY:
+            # A connection that worked for a while broke: a new outage, try again at once.
+            if not isinstance(reason, pika.exceptions.ConnectionClosedByClient):
+                log.warning("connection lost, reconnecting", extra={"reason": describe(reason)})
+            self._attempt = 0
+            self._outage_started = time.monotonic()
+            self._connect()
+        else:
+            # It broke while being set up, or soon after (a bug in one of our callbacks, a
+            # broker that keeps closing on us): back off, and give up after CONNECT_TIMEOUT.
+            self._retry("connection lost, reconnecting", describe(reason))
 
     # -- the channel ---------------------------------------------------------------------------
 
@@ -204,6 +221,8 @@ class ReconnectingConnection:
         self._declare(channel, list(self._queues))
 
     def _declare(self, channel: Channel, queues: list[str]) -> None:
+        if not channel.is_open:
+            return  # closed while declaring: the close callbacks take over
         if not queues:
             if self._prefetch:
                 channel.basic_qos(
@@ -221,24 +240,34 @@ class ReconnectingConnection:
         )
 
     def _ready(self, channel: Channel) -> None:
+        if not channel.is_open or self._stopping:
+            return
         self._ready_at = time.monotonic()
         self._channel = channel
         self._user.on_channel_ready(channel)
 
-    def _on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
+    def _lose_channel(self) -> None:
+        """Tell the user at once that the channel is void, before pika finishes closing it."""
+        if self._channel is not None:
+            self._channel = None
+            self._user.on_channel_lost()
+
+    def _on_channel_closed(self, _channel: Channel, reason: BaseException) -> None:
         connection = self._connection
         if self._stopping or connection is None or connection.is_closing or connection.is_closed:
             return  # the connection's own close callback handles it
-        if (
-            isinstance(reason, pika.exceptions.ChannelClosedByBroker)
-            and reason.reply_code == PRECONDITION_FAILED
-            and self._channel is None
-        ):
-            self._fail(
-                f"a queue exists with other arguments than configured ({reason.reply_text}); "
-                "delete it (rabbitmqctl delete_queue NAME) or set QUEUE_TYPE / DELIVERY_LIMIT "
-                "to match"
-            )
-            return
+        setting_up = not self._ready_at
+        self._lose_channel()
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            if setting_up and reason.reply_code == PRECONDITION_FAILED:
+                self._fail(
+                    f"a queue exists with other arguments than configured ({reason.reply_text});"
+                    " delete it (rabbitmqctl delete_queue NAME) or set QUEUE_TYPE / "
+                    "DELIVERY_LIMIT to match"
+                )
+                return
+            if setting_up and reason.reply_code in REFUSED:
+                self._fail(f"the broker refused to set up the queues: {reason.reply_text}")
+                return
         log.warning("channel closed, reconnecting", extra={"reason": describe(reason)})
         connection.close()

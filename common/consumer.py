@@ -15,8 +15,13 @@ Outcomes of the handler:
 - returns a Message: publish it to the next queue, ack the input once confirmed;
 - returns None: ack (the message ends here);
 - raises InvalidMessage (or the body does not decode): dead-letter with the reason, then ack;
-- raises anything else: requeue for another try, and dead-letter with the error once the
-  delivery limit is reached (quorum queues count deliveries; a classic queue gets one retry).
+- raises anything else: requeue for another try, and dead-letter with the error on the
+  DELIVERY_LIMIT-th delivery. Quorum queues count deliveries (on RabbitMQ 3.x every return
+  counts, a crash's too); classic queues count nothing, so there a failure on a redelivered
+  message, whatever brought it back, is the last.
+
+On SIGTERM the consumer is cancelled and every message in hand is finished: handing unstarted
+ones back would count as a delivery against the limit.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from pika.spec import Basic
 from common.connection import ReconnectingConnection, describe
 from common.messages import InvalidMessage, Message
 from common.publisher import ConfirmedPublisher
-from common.settings import BrokerSettings, Env
+from common.settings import BrokerSettings, Env, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +57,17 @@ class ConsumerSettings:
     drain_timeout: float
 
     @classmethod
-    def from_env(cls, env: Env, *, default_queue: str, default_workers: int) -> ConsumerSettings:
-        workers = env.integer("WORKERS", default_workers, minimum=1, maximum=256)
+    def from_env(
+        cls, env: Env, broker: BrokerSettings, *, default_queue: str, default_workers: int
+    ) -> ConsumerSettings:
+        queue = env.queue_name("RABBITMQ_QUEUE", default_queue)
+        if queue == broker.dead_letter_queue:
+            raise SettingsError(
+                "RABBITMQ_QUEUE", queue, "a queue other than DEAD_LETTER_QUEUE (it would loop)"
+            )
         return cls(
-            queue=env.queue_name("RABBITMQ_QUEUE", default_queue),
-            workers=workers,
+            queue=queue,
+            workers=env.integer("WORKERS", default_workers, minimum=1, maximum=256),
             # Unacked messages the broker lets this process hold: those being worked on, those
             # waiting for a worker, and those whose output awaits its confirm.
             prefetch=env.integer("PREFETCH", 100, minimum=1, maximum=65535),
@@ -161,10 +172,11 @@ class Consumer:
 
     def on_channel_ready(self, channel: Channel) -> None:
         self._generation = next(self._generations)
-        self._state = _ChannelState(channel, ConfirmedPublisher(channel), self._generation)
-        if self._draining:
-            self.connection.stop()
-            return
+        publisher = ConfirmedPublisher(channel, self.connection.reconnect)
+        self._state = _ChannelState(channel, publisher, self._generation)
+        channel.add_on_cancel_callback(
+            lambda _frame: self.connection.reconnect("the broker cancelled our consumer")
+        )
         self._state.consumer_tag = channel.basic_consume(self._settings.queue, self._on_message)
         log.info(
             "consuming",
@@ -174,6 +186,8 @@ class Consumer:
     def on_channel_lost(self) -> None:
         self._state = None
         self._generation = next(self._generations)  # voids queued work from the lost channel
+        if self._draining:  # nothing left to finish: the broker redelivers what was in hand
+            self.connection.stop()
 
     # -- I/O thread ----------------------------------------------------------------------------
 
@@ -227,7 +241,7 @@ class Consumer:
     def _retry_or_dead_letter(self, state: _ChannelState, delivery: Delivery, reason: str) -> None:
         attempt = self._attempt(delivery)
         if attempt >= self._attempt_limit():
-            self._dead_letter(state, delivery, f"failed {attempt} times: {reason}")
+            self._dead_letter(state, delivery, f"failed on delivery {attempt}: {reason}")
             return
         log.warning(
             "processing failed, requeued",
@@ -241,7 +255,7 @@ class Consumer:
             return
         if failure is None:
             self._settle(delivery, ack=True)
-        else:  # e.g. the next queue was deleted: a failure like any other, retried to the limit
+        else:
             self._retry_or_dead_letter(state, delivery, f"output not accepted: {failure}")
 
     def _after_dead_letter(self, delivery: Delivery, failure: str | None) -> None:
@@ -311,8 +325,7 @@ class Consumer:
             return
         state.channel.basic_nack(delivery.tag, requeue=True)
         del state.unsettled[delivery.tag]
-        if self._draining:
-            self._finish_drain_if_done()
+        self._finish_drain_if_done()
 
     def _flush_acks(self, state: _ChannelState) -> None:
         """Send the acks gathered since the last flush: one `multiple` ack for the run of oldest
@@ -333,8 +346,7 @@ class Consumer:
             state.channel.basic_ack(tag)
             del state.unsettled[tag]
         state.to_ack.clear()
-        if self._draining:
-            self._finish_drain_if_done()
+        self._finish_drain_if_done()
 
     def _drain(self) -> None:
         if self._draining:
@@ -346,29 +358,12 @@ class Consumer:
             return
         if state.consumer_tag:
             state.channel.basic_cancel(state.consumer_tag)
-        returned = self._return_unstarted(state)
-        log.info(
-            "stopping: finishing messages in hand",
-            extra={"in_hand": len(state.unsettled), "returned_unstarted": returned},
-        )
+        log.info("stopping: finishing messages in hand", extra={"in_hand": len(state.unsettled)})
         self.connection.call_later(self._settings.drain_timeout, self._drain_timed_out)
         self._finish_drain_if_done()
 
-    def _return_unstarted(self, state: _ChannelState) -> int:
-        """Give messages no worker has started back to the broker, for another consumer."""
-        returned = 0
-        while True:
-            try:
-                delivery = self._work.get_nowait()
-            except queue.Empty:
-                return returned
-            if delivery is not None:
-                self._settle(delivery, ack=False)
-                returned += 1
-
     def _finish_drain_if_done(self) -> None:
-        state = self._state
-        if state is None or not state.unsettled:
+        if self._draining and (self._state is None or not self._state.unsettled):
             self.connection.stop()
 
     def _drain_timed_out(self) -> None:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import pika
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 QUEUE_TYPES = ("quorum", "classic")
 LOG_FORMATS = ("json", "text")
@@ -102,19 +104,21 @@ class Env:
         value = self._raw(name)
         if value is None:
             return default
+        allowed = "a URL like amqp://user:password@host:5672/%2F (or amqps://)"
         try:
             parts = urlsplit(value)
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            parts, port_ok = None, False
-        if parts is None or parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-            port_ok = False
-        if not port_ok:
-            raise SettingsError(
-                name,
-                redact_url(value) if parts else "<unparseable>",
-                "a URL like amqp://user:password@host:5672/%2F (or amqps://)",
-            )
+            valid = parts.scheme in ("amqp", "amqps") and bool(parts.hostname)
+            valid = valid and (parts.port is None or parts.port > 0)
+        except ValueError:  # say, a port that is not a number: too broken to show
+            raise SettingsError(name, "<unparseable>", allowed) from None
+        if not valid:
+            raise SettingsError(name, redact_url(value), allowed)
+        if parts.username is not None and parts.password is None:
+            raise SettingsError(name, value, f"{allowed}: a user needs its password")
+        try:
+            pika.URLParameters(value)  # the query string: ?heartbeat=, ?channel_max= ...
+        except Exception as error:
+            raise SettingsError(name, redact_url(value), f"{allowed}: {error}") from None
         return value
 
 

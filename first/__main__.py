@@ -15,8 +15,9 @@ def main(env: Env) -> int:
     flood = Flood(BrokerSettings.from_env(env), FloodSettings.from_env(env))
     serve(flood)
     if flood.unconfirmed:
+        early = " (stopped before all were published)" if flood.stopped_early else ""
         log.error(
-            f"{flood.unconfirmed} messages were not confirmed by the broker",
+            f"{flood.unconfirmed} messages were not confirmed by the broker{early}",
             extra={"unconfirmed": flood.unconfirmed, "confirmed": flood.confirmed},
         )
         return 1

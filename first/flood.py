@@ -4,6 +4,8 @@ Confirms stream back asynchronously; at most `MAX_IN_FLIGHT` messages wait for o
 which bounds memory and makes the publisher pause by itself while the broker blocks publishers
 (memory or disk alarm). After a connection loss the unconfirmed messages are published again
 with their original id: the broker may then hold two copies, and `last` counts the id once.
+A message the broker nacks is counted as failed; one it returns (its queue was deleted) makes
+the publisher reconnect, declare the queue again and publish it again.
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ class Flood:
         self._in_flight: dict[str, Message] = {}
         self.confirmed = 0
         self.failed = 0
-        self._started = time.monotonic()
-        self._stopping = False
+        self._started = 0.0  # when the first channel was ready: the rate counts from there
+        self.stopped_early = False
         self._pump_scheduled = False
         self._progress = Progress(log, settings.progress_interval, settings.number_of_messages)
 
@@ -73,21 +75,24 @@ class Flood:
         self.connection.call_threadsafe(self._stop_publishing)
 
     def on_channel_ready(self, channel: Channel) -> None:
-        self._publisher = ConfirmedPublisher(channel)
+        self._publisher = ConfirmedPublisher(channel, self.connection.reconnect)
+        self._started = self._started or time.monotonic()
         self._pump()
 
     def on_channel_lost(self) -> None:
         self._publisher = None
         self._retry.extend(self._in_flight.values())
         self._in_flight.clear()
+        if self.stopped_early:  # asked to stop: no reconnecting to publish them again
+            self.connection.stop()
 
     def _stop_publishing(self) -> None:
-        self._stopping = True
+        self.stopped_early = True
         log.info("stopping: waiting for outstanding confirms", extra=self._counts())
         self._finish_if_done()
 
     def _has_more(self) -> bool:
-        return not self._stopping and (
+        return not self.stopped_early and (
             bool(self._retry) or self._next_seq <= self._settings.number_of_messages
         )
 

@@ -61,7 +61,9 @@ class Sink:
 
 def main(env: Env) -> int:
     broker = BrokerSettings.from_env(env)
-    settings = ConsumerSettings.from_env(env, default_queue="service_log", default_workers=1)
+    settings = ConsumerSettings.from_env(
+        env, broker, default_queue="service_log", default_workers=1
+    )
     expected = env.integer("EXPECTED_MESSAGES", 0, minimum=0, maximum=10**9)
     progress = Progress(log, progress_interval(env), expected or None)
     results_path = env.text("RESULTS_FILE", "", max_length=4096)

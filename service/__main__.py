@@ -12,7 +12,7 @@ from service.work import Stage, WorkSettings
 def main(env: Env) -> int:
     broker = BrokerSettings.from_env(env)
     consumer_settings = ConsumerSettings.from_env(
-        env, default_queue="service_a", default_workers=10
+        env, broker, default_queue="service_a", default_workers=10
     )
     next_queue = env.queue_name(
         "RABBITMQ_NEXT_QUEUE", following_queue(consumer_settings.queue) or ""

@@ -36,6 +36,7 @@ def test_sigkill_one_replica_of_each_stage(run: PipelineRun) -> None:
 
 
 def test_broker_closes_every_connection(run: PipelineRun) -> None:
+    run.env = {"PUBLISH_RATE": 400}  # a run of 5 s, so that the fault hits every stage mid-run
     run.start_all(**SOME_WORK)
     run.wait_until_completed(0.2, timeout=60)
     rabbitmqctl("close_all_connections", "-p", run.vhost.name, "fault test")
@@ -85,7 +86,7 @@ def test_poison_message_is_retried_then_dead_lettered(run: PipelineRun) -> None:
     [(properties, body)] = run.vhost.drain("dead_letter")
     assert body == b'["seq-13","service_a"]'
     reason = properties.headers["x-error-reason"]
-    assert reason.startswith("failed 5 times: RuntimeError: simulated failure on seq-13")
+    assert reason.startswith("failed on delivery 5: RuntimeError: simulated failure on seq-13")
     assert properties.headers["x-error-queue"] == "service_b"
     run.vhost.publish("dead_letter", body, properties)  # put it back for finish() to count
     retries = run.services["service_b"][0].messages("processing failed, requeued")

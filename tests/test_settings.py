@@ -175,7 +175,7 @@ def test_queue_name_rejects_names_over_255_utf8_bytes() -> None:
         "amqp://localhost",
         "amqps://user:pw@broker.example.com:5671/vhost",
         "AMQP://guest:guest@127.0.0.1/%2F",
-        "amqp://user@[::1]:5672/",
+        "amqp://[::1]:5672/",
         "amqp://u:p@host/%2F?heartbeat=30",
     ],
 )
@@ -303,8 +303,13 @@ def test_log_settings() -> None:
     assert_names(message, "LOG_FORMAT", "yaml", "one of json, text")
 
 
+BROKER = BrokerSettings.from_env(Env({}))
+
+
 def test_consumer_settings_defaults() -> None:
-    settings = ConsumerSettings.from_env(Env({}), default_queue="service_a", default_workers=10)
+    settings = ConsumerSettings.from_env(
+        Env({}), BROKER, default_queue="service_a", default_workers=10
+    )
     assert settings == ConsumerSettings(
         queue="service_a", workers=10, prefetch=100, drain_timeout=20.0
     )
@@ -315,7 +320,7 @@ def test_prefetch_defaults_to_100_whatever_the_workers(workers: str) -> None:
     # Commit 2968f83 changed this from 2 x WORKERS: with acks only after the output is
     # confirmed, 2 x WORKERS starved the pipeline.
     settings = ConsumerSettings.from_env(
-        Env({"WORKERS": workers}), default_queue="q", default_workers=10
+        Env({"WORKERS": workers}), BROKER, default_queue="q", default_workers=10
     )
     assert (settings.workers, settings.prefetch) == (int(workers), 100)
 
@@ -324,7 +329,7 @@ def test_consumer_settings_from_env() -> None:
     env = Env(
         {"RABBITMQ_QUEUE": "service_b", "WORKERS": "3", "PREFETCH": "1", "DRAIN_TIMEOUT": "0.5"}
     )
-    settings = ConsumerSettings.from_env(env, default_queue="service_a", default_workers=10)
+    settings = ConsumerSettings.from_env(env, BROKER, default_queue="service_a", default_workers=10)
     assert settings == ConsumerSettings(queue="service_b", workers=3, prefetch=1, drain_timeout=0.5)
 
 
@@ -338,12 +343,13 @@ def test_consumer_settings_from_env() -> None:
         ("PREFETCH", "65536", "a whole number from 1 to 65535"),
         ("DRAIN_TIMEOUT", "forever", "a number from 0 to 3600"),
         ("RABBITMQ_QUEUE", "amq.q", "reserved"),
+        ("RABBITMQ_QUEUE", "dead_letter", "a queue other than DEAD_LETTER_QUEUE"),
     ],
 )
 def test_consumer_settings_reject_bad_values(name: str, raw: str, allowed: str) -> None:
     message = error_of(
         lambda: ConsumerSettings.from_env(
-            Env({name: raw}), default_queue="service_a", default_workers=10
+            Env({name: raw}), BROKER, default_queue="service_a", default_workers=10
         )
     )
     assert_names(message, name, raw, allowed)
@@ -528,3 +534,18 @@ def test_last_with_an_unwritable_results_file_exits_2(tmp_path: Path) -> None:
     path = str(tmp_path / "missing-dir" / "results.jsonl")
     result = run_module("last", RESULTS_FILE=path)
     assert_one_line_config_error(result, "RESULTS_FILE", path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (f"amqp://u:{PASSWORD}@localhost/%2F?heartbeat=abc", "Invalid heartbeat value"),
+        (f"amqp://u:{PASSWORD}@localhost/%2F?channel_max=0", "channel_max"),
+        (f"amqp://u:{PASSWORD}@localhost/%2F?frame_max=1", "Frame Size"),
+        ("amqp://user@localhost/%2F", "a user needs its password"),
+    ],
+)
+def test_amqp_url_query_and_user_are_checked_at_start(raw: str, reason: str) -> None:
+    message = error_of(lambda: Env({"AMQP_URL": raw}).amqp_url("AMQP_URL", DEFAULT_AMQP_URL))
+    assert "AMQP_URL" in message and reason in message
+    assert PASSWORD not in message
