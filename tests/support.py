@@ -17,6 +17,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pika
 
+from common.settings import BrokerSettings, Env
+from common.topology import queue_arguments
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 PIPELINE = {"service_a": "service_b", "service_b": "service_c", "service_c": "service_log"}
@@ -70,6 +73,13 @@ class Vhost:
             yield connection.channel()
         finally:
             connection.close()
+
+    def declare(self, *queues: str, **settings: str) -> None:
+        """Declare queues as the processes do (their default settings, or `settings`)."""
+        broker = BrokerSettings.from_env(Env(settings))
+        with self.channel() as channel:
+            for queue in queues:
+                channel.queue_declare(queue, durable=True, arguments=queue_arguments(queue, broker))
 
     def depth(self, queue: str) -> int:
         """Messages ready in `queue` (0 if it does not exist)."""

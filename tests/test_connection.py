@@ -13,8 +13,9 @@ import pytest
 
 from common.connection import BrokerError, ReconnectingConnection
 from common.logs import setup_logging
+from common.messages import Message
 from common.settings import BrokerSettings, Env, LogSettings
-from tests.support import wait_for
+from tests.support import rabbitmqctl, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +78,18 @@ def test_sigterm_during_the_handshake_exits_cleanly(start) -> None:
         server.close()
         for conn in accepted:
             conn.close()
+
+
+def test_a_drain_cut_short_by_connection_loss_exits_at_once(start, vhost) -> None:
+    """SIGTERM, then the connection drops: nothing in hand can be acked any more, so there is
+    nothing to wait for (the broker redelivers it); the process exits 0 without reconnecting."""
+    service = start("service", RABBITMQ_QUEUE="service_a", RANDOM_WAIT_MIN=30, DRAIN_TIMEOUT=60)
+    wait_for(lambda: service.messages("consuming"), 30, "service_a to consume")
+    vhost.publish("service_a", *Message.first(1, 1.0).encode())
+    wait_for(lambda: vhost.depth("service_a") == 0, 30, "the message to be taken")
+    service.popen.send_signal(signal.SIGTERM)
+    wait_for(lambda: service.messages("stopping: finishing messages in hand"), 30, "the drain")
+    rabbitmqctl("close_all_connections", "-p", vhost.name, "fault test")
+    assert service.wait(15) == 0, service.tail()
+    assert not service.messages("connected")[1:]
+    wait_for(lambda: vhost.depth("service_a") == 1, 30, "the message back in its queue")

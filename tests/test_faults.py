@@ -10,6 +10,7 @@ import signal
 
 import pytest
 
+from common.messages import Message
 from tests.faults import STAGES, PipelineRun
 from tests.support import rabbitmqctl, wait_for
 
@@ -92,3 +93,20 @@ def test_poison_message_is_retried_then_dead_lettered(run: PipelineRun) -> None:
     retries = run.services["service_b"][0].messages("processing failed, requeued")
     assert len(retries) == 4
     run.finish("poison message: retried to the delivery limit, then dead-lettered")
+
+
+def test_graceful_restarts_do_not_use_up_the_delivery_limit(start, vhost) -> None:
+    """A drain finishes what it holds instead of handing it back: on RabbitMQ 3.x every message
+    handed back counts as a delivery, and enough restarts would dead-letter healthy messages."""
+    count = 60
+    vhost.declare("service_a", "service_b", "dead_letter")
+    for seq in range(1, count + 1):
+        vhost.publish("service_a", *Message.first(seq, 1.0).encode())
+    for restart in range(7):
+        service = start("service", f"service_a-{restart}", WORKERS=1, RANDOM_WAIT_MAX=0.01)
+        wait_for(lambda s=service: s.messages("consuming"), 30, "service_a to consume")
+        service.popen.send_signal(signal.SIGTERM)
+        assert service.wait(30) == 0, service.tail()
+    start("service", "service_a-final", WORKERS=1)
+    wait_for(lambda: vhost.depth("service_b") == count, 60, "every message in service_b")
+    assert vhost.depth("dead_letter") == 0
