@@ -116,14 +116,15 @@ def _data(header: object) -> dict[str, float]:
     for key, stamp in value.items():
         if not isinstance(key, str) or not 0 < len(key) <= MAX_TEXT:
             raise InvalidMessage("header 'data' has a key that is not short text")
-        try:
-            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-                raise TypeError
-            data[key] = float(stamp)
-        except (TypeError, OverflowError):
-            data[key] = math.nan
-        if not math.isfinite(data[key]):
+        if isinstance(stamp, bool) or not isinstance(stamp, int | float):
             raise InvalidMessage(f"header 'data' field {key[:40]!r} is not a finite number")
+        try:
+            value = float(stamp)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
+        if not math.isfinite(value):
+            raise InvalidMessage(f"header 'data' field {key[:40]!r} is not a finite number")
+        data[key] = value
     if "created_at" not in data:
         raise InvalidMessage("header 'data' has no 'created_at'")
     return data
