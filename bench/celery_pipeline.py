@@ -1,0 +1,94 @@
+"""Contender: a Celery chain of three tasks and a sink task, on the same broker.
+
+Each task is routed to a queue of its own, consumed by a worker process of its own
+(`celery worker -Q QUEUE --pool threads --concurrency 10`, as this project's 10 threads).
+`chain(service_a.s(msg), service_b.s(), service_c.s(), last.s())`: the worker running a task
+publishes the next one of the chain, then acks (`task_acks_late`). Publisher confirms are on
+(`confirm_publish`), messages persistent, queues quorum (Celery detects them and drops global
+QoS); prefetch 10 x 10 = 100; no result backend; worker logging at WARNING (no line per task).
+The publisher runs 8 threads, so 8 `apply_async` calls await their confirm at a time.
+
+    python -m bench.celery_pipeline stage service_a | sink | publish N RATE
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from celery import Celery, chain
+from kombu import Exchange, Queue
+
+from bench import wire
+
+THREADS = 10
+PUBLISHER_THREADS = 8
+
+app = Celery("bench", broker=os.environ.get("BENCH_AMQP_URL", "amqp://"), set_as_current=True)
+app.conf.update(
+    task_acks_late=True,
+    task_ignore_result=True,
+    task_default_delivery_mode="persistent",
+    task_queues=[
+        Queue(
+            name,
+            Exchange(name, type="direct", durable=True),
+            routing_key=name,
+            durable=True,
+            queue_arguments={"x-queue-type": wire.queue_type()},
+        )
+        for name in wire.QUEUES
+    ],
+    task_routes={f"bench.{name}": {"queue": name, "routing_key": name} for name in wire.QUEUES},
+    broker_transport_options={"confirm_publish": True},
+    broker_connection_retry_on_startup=True,
+    worker_prefetch_multiplier=wire.PREFETCH // THREADS,
+    worker_enable_remote_control=False,
+    worker_send_task_events=False,
+    worker_hijack_root_logger=True,
+)
+recorder = wire.Recorder(os.environ.get("BENCH_RESULTS", os.devnull))
+
+
+@app.task(name="bench.service_a")
+def service_a(message: wire.Payload) -> wire.Payload:
+    return wire.stamped(message, "service_a")
+
+
+@app.task(name="bench.service_b")
+def service_b(message: wire.Payload) -> wire.Payload:
+    return wire.stamped(message, "service_b")
+
+
+@app.task(name="bench.service_c")
+def service_c(message: wire.Payload) -> wire.Payload:
+    return wire.stamped(message, "service_c")
+
+
+@app.task(name=f"bench.{wire.SINK_QUEUE}")
+def last(message: wire.Payload) -> None:
+    recorder.record(message)
+
+
+def send(message: wire.Payload) -> None:
+    chain(service_a.s(message), service_b.s(), service_c.s(), last.s()).apply_async()
+
+
+def worker(queue: str) -> None:
+    argv = [sys.executable, "-m", "celery", "-A", "bench.celery_pipeline", "worker"]
+    argv += ["-Q", queue, "--pool", "threads", "--concurrency", str(THREADS)]
+    argv += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
+    argv += ["--without-heartbeat", "--hostname", f"{queue}@%h"]
+    os.execv(sys.executable, argv)
+
+
+if __name__ == "__main__":
+    match sys.argv[1:]:
+        case ["stage", queue]:
+            worker(queue)
+        case ["sink"]:
+            worker(wire.SINK_QUEUE)
+        case ["publish", messages, rate]:
+            wire.publish_in_threads(int(messages), float(rate), PUBLISHER_THREADS, send)
+        case _:
+            sys.exit(__doc__)

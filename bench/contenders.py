@@ -1,0 +1,132 @@
+"""The contenders, in the order they run and appear in the table.
+
+Each one names the module whose processes it runs, the packages it needs (checked first, so
+that a framework that is not installed gives its row a reason instead of failing the whole
+benchmark) and how a run of it is planned.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from bench import project
+from bench.harness import Plan, RunSpec, Vhost, standard_plan
+from bench.wire import STAGES
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    title: str
+    module: str
+    plan: Callable[[Vhost, RunSpec], Plan]
+    notes: str
+    packages: tuple[str, ...] = ()
+    queue_type: str | None = None  # forced queue type, if not the run's
+
+    def check(self) -> str | None:
+        """None if the contender's packages are installed here, or which are not."""
+        missing = [name for name in self.packages if version(name) is None]
+        if missing:
+            return f"not installed: {', '.join(missing)} (make bench installs them)"
+        if importlib.util.find_spec(self.module) is None:
+            return f"no module {self.module}"
+        return None
+
+
+def version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _standard(module: str, stages: tuple[str, ...] = STAGES) -> Callable[[Vhost, RunSpec], Plan]:
+    return partial(standard_plan, module, stages=stages)
+
+
+CONTENDERS = {
+    c.name: c
+    for c in (
+        Contender(
+            "project",
+            "this project",
+            "bench.project",
+            project.plan,
+            "the real `first`, `service` x3 (`WORKERS=10`) and `last` processes: streaming "
+            "publisher confirms on every hop, each input acked after the broker confirmed its "
+            "output, message validation and dead-lettering; `PREFETCH` 100 (its default; the "
+            "compose demo sets 20 for its slow random work); `LOG_LEVEL=WARNING`",
+            ("pika",),
+        ),
+        Contender(
+            "project-classic",
+            "this project, classic queues",
+            "bench.project",
+            project.plan,
+            "as above with `QUEUE_TYPE=classic` (durable classic queues), for comparison with "
+            "contenders that cannot declare quorum queues",
+            ("pika",),
+            queue_type="classic",
+        ),
+        Contender(
+            "ceiling",
+            "broker ceiling (1 hop)",
+            "bench.ceiling",
+            _standard("bench.ceiling", ()),
+            "one hop, no pipeline logic: a bare pika `SelectConnection` publisher streaming "
+            "confirms (1,000 in flight, as `first`) into one queue, a bare `SelectConnection` "
+            "consumer acking each message (prefetch 100, as the project). What one publisher "
+            "and one consumer process get through this broker; a message of the pipeline "
+            "makes 4 such hops",
+            ("pika",),
+        ),
+        Contender(
+            "seed",
+            "seed design (no confirms)",
+            "bench.seed",
+            _standard("bench.seed"),
+            "the seed's original design: one pika `BlockingConnection` consumer per stage "
+            "process, republish *without* publisher confirms, then ack; publisher without "
+            "confirms; prefetch 100",
+            ("pika",),
+        ),
+        Contender(
+            "faststream",
+            "FastStream",
+            "bench.fs_pipeline",
+            _standard("bench.fs_pipeline"),
+            "a FastStream app per stage process: `@broker.subscriber` + `@publisher` "
+            "(`persist=True`; publisher confirms are FastStream's default), ack after the "
+            "handler returns; `logger=None` (no log line per message); prefetch 100; publisher "
+            "keeps 1,000 publishes awaiting confirms",
+            ("faststream", "aio-pika", "aiormq"),
+        ),
+        Contender(
+            "dramatiq",
+            "Dramatiq",
+            "bench.dramatiq_pipeline",
+            _standard("bench.dramatiq_pipeline"),
+            "`dramatiq.pipeline` of 3 actors + a sink actor, one worker process per queue "
+            "(`--processes 1 --threads 10`); `confirm_delivery=True`; ack after processing; "
+            "quorum via a subclass of `RabbitmqBroker` (no option for it); Dramatiq's prefetch "
+            "(2 x threads); publisher: 8 threads, each enqueue waits for its confirm",
+            ("dramatiq", "pika"),
+        ),
+        Contender(
+            "celery",
+            "Celery",
+            "bench.celery_pipeline",
+            _standard("bench.celery_pipeline"),
+            "`chain` of 3 tasks + a sink task, each on its own queue and worker process "
+            "(`--pool threads --concurrency 10`); `task_acks_late`, `confirm_publish`, "
+            "persistent, quorum queues, prefetch 100, no result backend, log level WARNING; "
+            "publisher: 8 threads, each `apply_async` waits for its confirm",
+            ("celery", "kombu", "amqp"),
+        ),
+    )
+}

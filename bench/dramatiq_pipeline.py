@@ -1,0 +1,86 @@
+"""Contender: Dramatiq (pika underneath, worker threads, ack after processing).
+
+Three actors and a sink actor, each on its own queue and in its own worker process
+(`dramatiq bench.dramatiq_pipeline --processes 1 --threads 10 --queues QUEUE`), chained with
+`dramatiq.pipeline`: the Pipelines middleware enqueues the next message with the actor's
+result, then the worker acks the input. `confirm_delivery=True`, so every enqueue waits for the
+broker's confirm (Dramatiq publishes through a `BlockingConnection` per thread). Queues are
+declared quorum by a small subclass of `RabbitmqBroker` (Dramatiq has no option for it); its
+delay (`.DQ`) queues follow, its dead-letter (`.XQ`) queues stay classic. Prefetch is Dramatiq's
+own: 2 x threads. The publisher runs 8 threads, so 8 enqueues await their confirm at a time.
+
+    python -m bench.dramatiq_pipeline stage service_a | sink | publish N RATE
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+from bench import wire
+
+THREADS = 10
+PUBLISHER_THREADS = 8
+
+
+class QuorumRabbitmqBroker(RabbitmqBroker):
+    """RabbitmqBroker whose work queues are of BENCH_QUEUE_TYPE (quorum by default)."""
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        arguments = super()._build_queue_arguments(queue_name)
+        arguments["x-queue-type"] = wire.queue_type()
+        return arguments
+
+
+broker = QuorumRabbitmqBroker(url=wire.amqp_url(), confirm_delivery=True)
+dramatiq.set_broker(broker)
+recorder = wire.Recorder(os.environ.get("BENCH_RESULTS", os.devnull))
+
+
+@dramatiq.actor(queue_name="service_a")
+def service_a(message: wire.Payload) -> wire.Payload:
+    return wire.stamped(message, "service_a")
+
+
+@dramatiq.actor(queue_name="service_b")
+def service_b(message: wire.Payload) -> wire.Payload:
+    return wire.stamped(message, "service_b")
+
+
+@dramatiq.actor(queue_name="service_c")
+def service_c(message: wire.Payload) -> wire.Payload:
+    return wire.stamped(message, "service_c")
+
+
+@dramatiq.actor(queue_name=wire.SINK_QUEUE)
+def last(message: wire.Payload) -> None:
+    recorder.record(message)
+
+
+def send(message: wire.Payload) -> None:
+    dramatiq.pipeline(
+        [service_a.message(message), service_b.message(), service_c.message(), last.message()]
+    ).run()
+
+
+def worker(queue: str) -> None:
+    argv = [sys.executable, "-m", "dramatiq", "bench.dramatiq_pipeline"]
+    argv += ["--processes", "1", "--threads", str(THREADS), "--queues", queue]
+    os.execv(sys.executable, argv)
+
+
+if __name__ == "__main__":
+    match sys.argv[1:]:
+        case ["stage", queue]:
+            worker(queue)
+        case ["sink"]:
+            worker(wire.SINK_QUEUE)
+        case ["publish", messages, rate]:
+            wire.publish_in_threads(int(messages), float(rate), PUBLISHER_THREADS, send)
+            broker.close()
+        case _:
+            sys.exit(__doc__)

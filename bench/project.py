@@ -1,0 +1,60 @@
+"""Contender: this project as deployed, its real processes.
+
+`python -m first`, one `python -m service` per stage with `WORKERS=10` (the middle stage with
+`spec.replicas` replicas and `spec.work` seconds of work per message for the scaling run) and
+`python -m last` with `EXPECTED_MESSAGES=N` and `RESULTS_FILE`, whose `completed` records carry
+`created_at` and `completed_at`. Logging at WARNING (no record per message), no progress lines.
+"""
+
+from __future__ import annotations
+
+from bench.harness import Plan, ProcSpec, RunSpec, Vhost, python_module
+
+TITLE = "this project (first, service x3 WORKERS=10, last)"
+NOTES = (
+    "the real `first`, `service` and `last` processes; streaming publisher confirms on every "
+    "hop, ack after the next hop's confirm, dead-lettering set up; PREFETCH 100 (default)"
+)
+PIPELINE = {"service_a": "service_b", "service_b": "service_c", "service_c": "service_log"}
+
+
+def plan(vhost: Vhost, spec: RunSpec) -> Plan:
+    common = {
+        "AMQP_URL": vhost.url,
+        "QUEUE_TYPE": spec.queue_type,
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+        "PROGRESS_INTERVAL": "0",
+        "CONNECT_TIMEOUT": "30",
+    }
+    consumers = []
+    for queue, following in PIPELINE.items():
+        env = {**common, "RABBITMQ_QUEUE": queue, "RABBITMQ_NEXT_QUEUE": following}
+        env["WORKERS"] = "10"
+        replicas = 1
+        if queue == "service_b":
+            replicas = spec.replicas
+            if spec.work:
+                env["RANDOM_WAIT_MIN"] = env["RANDOM_WAIT_MAX"] = f"{spec.work:g}"
+        for replica in range(1, replicas + 1):
+            name = queue if replicas == 1 else f"{queue}-{replica}"
+            consumers.append(ProcSpec(name, "stage", python_module("service"), env))
+    last_env = {
+        **common,
+        "RABBITMQ_QUEUE": "service_log",
+        "EXPECTED_MESSAGES": str(spec.messages),
+        "RESULTS_FILE": str(spec.results),
+    }
+    consumers.append(ProcSpec("last", "sink", python_module("last"), last_env))
+    first_env = {
+        **common,
+        "RABBITMQ_NEXT_QUEUE": "service_a",
+        "NUMBER_OF_MESSAGES": str(spec.messages),
+        "PUBLISH_RATE": f"{spec.rate:g}",
+    }
+    publisher = ProcSpec("first", "publisher", python_module("first"), first_env)
+    ready = {"service_a": 1, "service_b": spec.replicas, "service_c": 1, "service_log": 1}
+    profile = ("service_b", "last") if spec.profile else ()
+    return Plan(
+        spec.label, spec.messages, consumers, publisher, ready, spec.results, vhost, profile
+    )
