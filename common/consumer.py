@@ -86,7 +86,10 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Forward:
-    message: Message
+    """The output, already encoded by the worker: the I/O thread only sends it."""
+
+    body: bytes
+    properties: pika.BasicProperties
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ class Consumer:
         self._next_queue = next_queue
         queues = [settings.queue, *([next_queue] if next_queue else []), broker.dead_letter_queue]
         self.connection = ReconnectingConnection(broker, self, queues, settings.prefetch)
-        self._work: queue.Queue[Delivery | None] = queue.Queue()
+        self._work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         # Results travel back in a deque; a worker wakes the I/O thread only when no wake-up
         # is pending already, so a burst of results costs one wake-up, not one each.
         self._results: deque[tuple[Delivery, Outcome]] = deque()
@@ -223,8 +226,7 @@ class Consumer:
         if state is None:
             return  # its channel is gone; the broker redelivers the message
         match outcome:
-            case Forward(message):
-                body, properties = message.encode()
+            case Forward(body, properties):
                 state.publisher.publish(
                     self._next_queue or "",
                     body,
@@ -397,7 +399,7 @@ class Consumer:
             return DeadLetter(str(error))
         except Exception as error:
             return Failed(describe(error))
-        return Done() if output is None else Forward(output)
+        return Done() if output is None else Forward(*output.encode())
 
 
 def _printable(value: object) -> str | None:

@@ -25,6 +25,8 @@ from common.settings import Env, LogSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
+SWITCH_INTERVAL = 0.001  # seconds
+
 
 class Stoppable(Protocol):
     def run(self) -> None: ...
@@ -50,6 +52,9 @@ def serve(runner: Stoppable) -> None:
         log.info("stop requested", extra={"signal": signal.Signals(signum).name})
         runner.request_stop()
 
+    # The I/O thread and the workers hand each message back and forth; the default 5 ms before
+    # a thread that wants the GIL may take it from a busy one adds up over four hops.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     stop_requested = threading.Event()
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     thread = threading.Thread(target=target, name="amqp-io")
