@@ -11,10 +11,32 @@ COMPOSE_SHA256 := dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd3
 COMPOSE_BIN ?= $(HOME)/.docker/cli-plugins/docker-compose
 export COMPOSE_BIN
 
-.PHONY: test lint format venv compose-bin reliability report watch bench clean
+# The image's Python (python:3.12-slim in the Dockerfile): the unit tests run on it as well.
+IMAGE_PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
+	$$p -c '' 2>/dev/null && echo $$p && break; done)
+IMAGE_VENV := .venv-3.12
 
-test: venv compose-bin lint
+.PHONY: test test-unit test-unit-image-python lint format venv compose-bin reliability report \
+	watch bench clean
+
+# Everything: lint, the unit tests on the image's Python, then every test (unit, integration,
+# faults) against the broker at AMQP_URL, or a throwaway one in Docker (see the README).
+test: venv compose-bin lint test-unit-image-python
 	$(BIN)/pytest
+
+# The quick loop: no broker, a few seconds.
+test-unit: venv
+	$(BIN)/pytest -q -m unit
+
+test-unit-image-python:
+	@if [ -z "$(IMAGE_PYTHON)" ]; then \
+		echo "no python3.12 here: unit tests on the image's Python skipped"; exit 0; fi; \
+	if [ ! -f $(IMAGE_VENV)/.installed ] || [ requirements-dev.txt -nt $(IMAGE_VENV)/.installed ] \
+		|| [ requirements.txt -nt $(IMAGE_VENV)/.installed ]; then \
+		$(IMAGE_PYTHON) -m venv --clear $(IMAGE_VENV) && \
+		$(IMAGE_VENV)/bin/pip install --quiet --disable-pip-version-check \
+			-r requirements-dev.txt && touch $(IMAGE_VENV)/.installed; fi; \
+	$(IMAGE_VENV)/bin/python --version && $(IMAGE_VENV)/bin/pytest -q -p no:cacheprovider -m unit
 
 lint: venv
 	$(BIN)/ruff check .
@@ -47,20 +69,20 @@ compose-bin:
 reliability: venv
 	mkdir -p .cache && rm -f .cache/reliability.jsonl
 	RELIABILITY_REPORT=.cache/reliability.jsonl $(BIN)/pytest -q \
-		tests/test_faults.py tests/test_broker_faults.py tests/test_volume.py
-	$(BIN)/python -m tests.faults .cache/reliability.jsonl docs/reliability.md
+		tests/faults
+	$(BIN)/python -m tests.faults.reliability .cache/reliability.jsonl docs/reliability.md
 
 # The report on a run, from last's records (RESULTS_FILE, or saved `docker compose logs last`);
 # with PLOT=file.png, also the figure: `make report RESULTS=last.log PLOT=pipeline.png`.
 RESULTS ?= last.log
 PLOT ?=
 report: venv
-	$(BIN)/python -m last.report $(RESULTS) $(if $(PLOT),--plot $(PLOT))
+	$(BIN)/python -m tools.report $(RESULTS) $(if $(PLOT),--plot $(PLOT))
 
 # The depth and rates of the pipeline's queues every second, until Ctrl-C (AMQP_URL picks the
 # broker, user and vhost; see MANAGEMENT_URL and RABBITMQCTL in the README).
 watch: venv
-	$(BIN)/python -m common.watch
+	$(BIN)/python -m tools.watch
 
 # The benchmark, never part of `make test`: installs the contenders (requirements-bench.txt)
 # into the venv, runs them one after another on the broker at AMQP_URL (a vhost per run, made
@@ -75,4 +97,4 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(IMAGE_VENV) .pytest_cache .ruff_cache .hypothesis

@@ -18,12 +18,13 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import report
-from bench.contenders import CONTENDERS, Contender
-from bench.harness import ROOT, Limits, RunResult, RunSpec, Vhost, median, run_plan
+from bench.contenders import CONTENDERS
+from bench.runs import median
+from bench.session import Session
+from harness.processes import ROOT
 
 SCALING_REPLICAS = (1, 2, 4)
 
@@ -67,46 +68,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@dataclass
-class Session:
-    """Everything one invocation ran, and the clock it runs against."""
-
-    args: argparse.Namespace
-    runs_dir: Path
-    started: float = field(default_factory=time.monotonic)
-    main: dict[str, list[RunResult]] = field(default_factory=dict)
-    steady: dict[str, list[RunResult]] = field(default_factory=dict)
-    steady_rate: float = 0.0
-    scaling: dict[int, list[RunResult]] = field(default_factory=dict)
-    profile: RunResult | None = None
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def run(self, contender: Contender, label: str, **spec: object) -> RunResult:
-        messages = int(spec.pop("messages", self.args.messages))
-        problem = contender.check()
-        if problem:
-            return RunResult(contender.name, messages, status=problem)
-        if self.elapsed() > self.args.budget:
-            return RunResult(
-                contender.name, messages, status=f"skipped: over the {self.args.budget:g}s budget"
-            )
-        queue_type = contender.queue_type or self.args.queue_type
-        logdir = self.runs_dir / label
-        run_spec = RunSpec(label, messages, logdir, queue_type=queue_type, **spec)
-        limits = Limits(stall=self.args.stall, run=self.args.run_deadline)
-        try:
-            vhost = Vhost(label)
-        except Exception as error:
-            return RunResult(contender.name, messages, status=f"failed: no vhost: {error}")
-        result = run_plan(contender.plan(vhost, run_spec), logdir, limits, log=progress)
-        result.contender = contender.name
-        if result.status.startswith("ok") and not spec.get("profile"):
-            run_spec.results.unlink(missing_ok=True)  # large; the figures are in the result
-        return result
-
-
 def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -115,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     runs_dir = ROOT / ".cache" / "bench" / time.strftime("%Y%m%d-%H%M%S")
-    session = Session(args, runs_dir)
+    session = Session(args, runs_dir, log=progress)
     machine = report.machine()
     progress(f"bench: {len(args.contenders)} contenders, N={args.messages:,}, logs in {runs_dir}")
 

@@ -101,10 +101,4 @@ def publish(messages: int, rate: float) -> None:
 
 
 if __name__ == "__main__":
-    match sys.argv[1:]:
-        case ["sink"]:
-            sink()
-        case ["publish", messages, rate]:
-            publish(int(messages), float(rate))
-        case _:
-            sys.exit(__doc__)
+    wire.main(__doc__, sink=sink, publish=publish)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from bench import project
-from bench.harness import Plan, RunSpec, Vhost, standard_plan
-from bench.wire import STAGES
+from bench.runs import Plan, RunSpec, standard_plan
+from common.topology import STAGES
+from harness.broker import Vhost
 
 
 @dataclass(frozen=True)

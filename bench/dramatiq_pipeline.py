@@ -73,14 +73,10 @@ def worker(queue: str) -> None:
     os.execv(sys.executable, argv)
 
 
+def publish(messages: int, rate: float) -> None:
+    wire.publish_in_threads(messages, rate, PUBLISHER_THREADS, send)
+    broker.close()
+
+
 if __name__ == "__main__":
-    match sys.argv[1:]:
-        case ["stage", queue]:
-            worker(queue)
-        case ["sink"]:
-            worker(wire.SINK_QUEUE)
-        case ["publish", messages, rate]:
-            wire.publish_in_threads(int(messages), float(rate), PUBLISHER_THREADS, send)
-            broker.close()
-        case _:
-            sys.exit(__doc__)
+    wire.main(__doc__, stage=worker, sink=lambda: worker(wire.SINK_QUEUE), publish=publish)

@@ -12,7 +12,6 @@ publisher keeps up to 1,000 publishes awaiting their confirm, as `first` does.
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 from faststream import FastStream
@@ -87,12 +86,6 @@ async def _publish(messages: int, rate: float) -> None:
 
 
 if __name__ == "__main__":
-    match sys.argv[1:]:
-        case ["stage", queue]:
-            stage(queue)
-        case ["sink"]:
-            sink()
-        case ["publish", messages, rate]:
-            asyncio.run(_publish(int(messages), float(rate)))
-        case _:
-            sys.exit(__doc__)
+    wire.main(
+        __doc__, stage=stage, sink=sink, publish=lambda n, rate: asyncio.run(_publish(n, rate))
+    )

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SAMPLE_RATE = 200  # per second, as bench.harness starts py-spy
+SAMPLE_RATE = 200  # per second, as bench.runs starts py-spy
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?):(?P<line>\d+)\)$")
 PROJECT_DIRS = ("common/", "service/", "last/", "first/", "bench/")
 

@@ -8,14 +8,17 @@
 
 from __future__ import annotations
 
-from bench.harness import Plan, ProcSpec, RunSpec, Vhost, python_module
+from bench.runs import Plan, ProcSpec, RunSpec
+from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES, following_queue
+from harness.broker import Vhost
+from harness.processes import python_module
 
+SCALED_STAGE = STAGES[1]  # the middle stage: the scaling run adds replicas of it
 TITLE = "this project (first, service x3 WORKERS=10, last)"
 NOTES = (
     "the real `first`, `service` and `last` processes; streaming publisher confirms on every "
     "hop, ack after the next hop's confirm, dead-lettering set up; PREFETCH 100 (default)"
 )
-PIPELINE = {"service_a": "service_b", "service_b": "service_c", "service_c": "service_log"}
 
 
 def plan(vhost: Vhost, spec: RunSpec) -> Plan:
@@ -28,11 +31,11 @@ def plan(vhost: Vhost, spec: RunSpec) -> Plan:
         "CONNECT_TIMEOUT": "30",
     }
     consumers = []
-    for queue, following in PIPELINE.items():
-        env = {**common, "RABBITMQ_QUEUE": queue, "RABBITMQ_NEXT_QUEUE": following}
+    for queue in STAGES:
+        env = {**common, "RABBITMQ_QUEUE": queue, "RABBITMQ_NEXT_QUEUE": following_queue(queue)}
         env["WORKERS"] = "10"
         replicas = 1
-        if queue == "service_b":
+        if queue == SCALED_STAGE:
             replicas = spec.replicas
             if spec.work:
                 env["RANDOM_WAIT_MIN"] = env["RANDOM_WAIT_MAX"] = f"{spec.work:g}"
@@ -41,20 +44,20 @@ def plan(vhost: Vhost, spec: RunSpec) -> Plan:
             consumers.append(ProcSpec(name, "stage", python_module("service"), env))
     last_env = {
         **common,
-        "RABBITMQ_QUEUE": "service_log",
+        "RABBITMQ_QUEUE": SINK_QUEUE,
         "EXPECTED_MESSAGES": str(spec.messages),
         "RESULTS_FILE": str(spec.results),
     }
     consumers.append(ProcSpec("last", "sink", python_module("last"), last_env))
     first_env = {
         **common,
-        "RABBITMQ_NEXT_QUEUE": "service_a",
+        "RABBITMQ_NEXT_QUEUE": STAGES[0],
         "NUMBER_OF_MESSAGES": str(spec.messages),
         "PUBLISH_RATE": f"{spec.rate:g}",
     }
     publisher = ProcSpec("first", "publisher", python_module("first"), first_env)
-    ready = {"service_a": 1, "service_b": spec.replicas, "service_c": 1, "service_log": 1}
-    profile = ("service_b", "last") if spec.profile else ()
+    ready = {**dict.fromkeys(PIPELINE_QUEUES, 1), SCALED_STAGE: spec.replicas}
+    profile = (SCALED_STAGE, "last") if spec.profile else ()
     return Plan(
         spec.label, spec.messages, consumers, publisher, ready, spec.results, vhost, profile
     )

@@ -14,16 +14,16 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pika
 
 from bench import profile as pyspy
 from bench.contenders import CONTENDERS, version
-from bench.harness import ROOT, RunResult, broker_url, median
-
-if TYPE_CHECKING:
-    from bench.__main__ import Session
+from bench.runs import RunResult, median
+from bench.session import Session
+from harness.broker import broker_url
+from harness.processes import ROOT
 
 KEEP = "<!-- Everything below this line is hand-written; `python -m bench --write` keeps it. -->"
 PACKAGES = (

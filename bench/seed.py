@@ -12,7 +12,6 @@ lost connection right after `basic_publish`) is gone: nothing tells the sender. 
 from __future__ import annotations
 
 import json
-import sys
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -74,12 +73,4 @@ def publish(messages: int, rate: float) -> None:
 
 
 if __name__ == "__main__":
-    match sys.argv[1:]:
-        case ["stage", queue]:
-            stage(queue)
-        case ["sink"]:
-            sink()
-        case ["publish", messages, rate]:
-            publish(int(messages), float(rate))
-        case _:
-            sys.exit(__doc__)
+    wire.main(__doc__, stage=stage, sink=sink, publish=publish)

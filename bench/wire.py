@@ -19,11 +19,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
-STAGES = ("service_a", "service_b", "service_c")
-SINK_QUEUE = "service_log"
-QUEUES = (*STAGES, SINK_QUEUE)
+from common.topology import following_queue
+
 PREFETCH = 100  # as this project's PREFETCH default
 
 Payload = dict[str, Any]
@@ -42,7 +41,10 @@ def prefetch() -> int:
 
 
 def next_queue(queue: str) -> str:
-    return QUEUES[QUEUES.index(queue) + 1]
+    following = following_queue(queue)
+    if following is None:
+        raise ValueError(f"{queue!r} is not a stage of the pipeline")
+    return following
 
 
 def new_message(seq: int) -> Payload:
@@ -127,3 +129,24 @@ def publish_in_threads(
         worker.join()
     if failures:
         sys.exit(f"publishing failed: {failures[0]!r}")
+
+
+def main(
+    usage: str,
+    *,
+    stage: Callable[[str], None] | None = None,
+    sink: Callable[[], None] | None = None,
+    publish: Callable[[int, float], None] | None = None,
+) -> NoReturn:
+    """Run the role the runner names on the command line: `stage QUEUE`, `sink`, or
+    `publish N RATE`; anything else prints `usage` (the contender's docstring) and exits 1."""
+    match sys.argv[1:]:
+        case ["stage", queue] if stage is not None:
+            stage(queue)
+        case ["sink"] if sink is not None:
+            sink()
+        case ["publish", messages, rate] if publish is not None:
+            publish(int(messages), float(rate))
+        case _:
+            sys.exit(usage)
+    sys.exit(0)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from common.settings import BrokerSettings
 
-PIPELINE_QUEUES = ("service_a", "service_b", "service_c", "service_log")
+STAGES = ("service_a", "service_b", "service_c")  # the services, in the order a message meets them
+SINK_QUEUE = "service_log"  # what `last` consumes: the history of a message that went through all
+PIPELINE_QUEUES = (*STAGES, SINK_QUEUE)
 
 
 def following_queue(queue: str) -> str | None:
     """The queue after `queue` in the pipeline, if it is one of the pipeline's stages."""
-    if queue in PIPELINE_QUEUES[:-1]:
+    if queue in STAGES:
         return PIPELINE_QUEUES[PIPELINE_QUEUES.index(queue) + 1]
     return None
 

@@ -23,7 +23,7 @@ class Sink:
     """The handler: log the message, count it, and stop after EXPECTED_MESSAGES if that is set.
 
     With RESULTS_FILE set, the completed, duplicate and summary records also go to that file,
-    one JSON object per line, for `python -m last.report`.
+    one JSON object per line, for `python -m tools.report`.
     """
 
     def __init__(self, expected: int, progress: Progress, results: TextIO | None) -> None:

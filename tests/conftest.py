@@ -1,32 +1,75 @@
+"""What every test shares: its marker (from its folder), the broker, a vhost, processes.
+
+- tests/unit: no broker, no network; the whole set runs in seconds (`make test-unit`).
+- tests/integration: the real processes and the real broker at AMQP_URL.
+- tests/faults: the pipeline under faults (kills, outages, bad input at volume, spikes).
+"""
+
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pika
 import pytest
 
 from common.settings import redact_url
-from tests.support import PIPELINE, Proc, Vhost, broker_url
+from common.topology import STAGES, following_queue
+from harness.broker import Vhost, broker_url, refusal
+from harness.docker_broker import DockerBroker, DockerUnavailable, docker_available
+from harness.processes import Proc, python_module
 
 StartProc = Callable[..., Proc]
+TESTS = Path(__file__).resolve().parent
+KINDS = ("unit", "integration", "faults")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the folder it lives in: `pytest -m unit` is the quick loop."""
+    for item in items:
+        kind = item.path.relative_to(TESTS).parts[0]
+        if kind in KINDS:
+            item.add_marker(kind)
 
 
 @pytest.fixture(scope="session")
-def base_url() -> str:
-    """The broker the integration tests use; without one, stop with one line saying what to do."""
+def base_url() -> Iterator[str]:
+    """The broker the integration tests use: AMQP_URL's, or else a throwaway one in Docker;
+    without either, stop with one line saying what to do."""
     url = broker_url()
-    try:
-        pika.BlockingConnection(pika.URLParameters(url)).close()
-    except pika.exceptions.AMQPError as error:
+    problem = refusal(url)
+    if problem is None:
+        yield url
+        return
+    if not docker_available():
         pytest.exit(
-            f"no RabbitMQ broker lets us in at {redact_url(url)} ({type(error).__name__}): "
-            "start one with `rabbitmq-server -detached`, or `docker compose up -d rabbitmq` and "
-            "set AMQP_URL=amqp://rabbithole:rabbithole@localhost:5672/%2F "
-            "RABBITMQCTL='docker compose exec -T rabbitmq rabbitmqctl'",
+            f"no RabbitMQ broker lets us in at {redact_url(url)} ({problem}) and no Docker "
+            "engine answers: start one with `rabbitmq-server -detached`, or start Docker (the "
+            "tests then run a throwaway broker), or set AMQP_URL and RABBITMQCTL to a broker "
+            "of yours (see the README's Tests section)",
             returncode=3,
         )
-    return url
+    broker = DockerBroker()
+    print(
+        f"\nno broker at {redact_url(url)} ({problem}): running a throwaway {broker.image} in "
+        f"Docker ({broker.name}) for these tests; it is removed at the end"
+    )
+    try:
+        broker.start()
+    except DockerUnavailable as error:
+        broker.stop()
+        pytest.exit(f"could not start a throwaway broker in Docker: {error}", returncode=3)
+    saved = {name: os.environ.get(name) for name in ("AMQP_URL", "RABBITMQCTL")}
+    broker.use()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture
@@ -42,15 +85,18 @@ def start(vhost: Vhost, tmp_path: Path) -> Iterator[StartProc]:
     procs: list[Proc] = []
 
     def start_proc(module: str, name: str | None = None, **env: object) -> Proc:
-        name = name or module
-        full_env = {"AMQP_URL": vhost.url, **{k: str(v) for k, v in env.items()}}
-        proc = Proc(module, full_env, tmp_path, f"{name}-{len(procs)}")
+        full_env = {
+            "AMQP_URL": vhost.url,
+            "LOG_FORMAT": "json",
+            **{k: str(v) for k, v in env.items()},
+        }
+        proc = Proc(python_module(module), tmp_path, f"{name or module}-{len(procs)}", full_env)
         procs.append(proc)
         return proc
 
     yield start_proc
     for proc in procs:
-        proc.stop()
+        proc.kill()
 
 
 @pytest.fixture
@@ -59,8 +105,24 @@ def start_services(start: StartProc) -> Callable[..., dict[str, Proc]]:
 
     def start_all(**env: object) -> dict[str, Proc]:
         return {
-            queue: start("service", queue, RABBITMQ_QUEUE=queue, RABBITMQ_NEXT_QUEUE=nxt, **env)
-            for queue, nxt in PIPELINE.items()
+            queue: start(
+                "service",
+                queue,
+                RABBITMQ_QUEUE=queue,
+                RABBITMQ_NEXT_QUEUE=following_queue(queue),
+                **env,
+            )
+            for queue in STAGES
         }
 
     return start_all
+
+
+@pytest.fixture(scope="session")
+def compose_bin() -> str:
+    path = os.path.expanduser(
+        os.environ.get("COMPOSE_BIN") or "~/.docker/cli-plugins/docker-compose"
+    )
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"docker compose not found at {path}: run `make compose-bin` to install it")
+    return path

@@ -1,0 +1,54 @@
+"""One invocation of `python -m bench`: every run it made, against its time budget."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.contenders import Contender
+from bench.runs import Limits, RunResult, RunSpec, run_plan
+from harness.broker import Vhost
+
+
+@dataclass
+class Session:
+    """Everything one invocation ran, and the clock it runs against."""
+
+    args: argparse.Namespace
+    runs_dir: Path
+    log: Callable[[str], None] = print  # where each run's one-line result goes
+    started: float = field(default_factory=time.monotonic)
+    main: dict[str, list[RunResult]] = field(default_factory=dict)
+    steady: dict[str, list[RunResult]] = field(default_factory=dict)
+    steady_rate: float = 0.0
+    scaling: dict[int, list[RunResult]] = field(default_factory=dict)
+    profile: RunResult | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def run(self, contender: Contender, label: str, **spec: object) -> RunResult:
+        messages = int(spec.pop("messages", self.args.messages))
+        problem = contender.check()
+        if problem:
+            return RunResult(contender.name, messages, status=problem)
+        if self.elapsed() > self.args.budget:
+            return RunResult(
+                contender.name, messages, status=f"skipped: over the {self.args.budget:g}s budget"
+            )
+        queue_type = contender.queue_type or self.args.queue_type
+        logdir = self.runs_dir / label
+        run_spec = RunSpec(label, messages, logdir, queue_type=queue_type, **spec)
+        limits = Limits(stall=self.args.stall, run=self.args.run_deadline)
+        try:
+            vhost = Vhost(label=f"bench-{label}")
+        except Exception as error:
+            return RunResult(contender.name, messages, status=f"failed: no vhost: {error}")
+        result = run_plan(contender.plan(vhost, run_spec), logdir, limits, log=self.log)
+        result.contender = contender.name
+        if result.status.startswith("ok") and not spec.get("profile"):
+            run_spec.results.unlink(missing_ok=True)  # large; the figures are in the result
+        return result

@@ -1,0 +1,110 @@
+"""A throwaway RabbitMQ in Docker, for a machine that has Docker but no broker of its own.
+
+`make test` on a laptop with only Docker: the tests find no broker at AMQP_URL, so they start
+the compose file's broker image (the same RabbitMQ the demo runs) in a container of their own,
+with a random user and password, its AMQP port published on a free port of 127.0.0.1, and point
+AMQP_URL and RABBITMQCTL (`docker exec NAME rabbitmqctl`) at it. The container is removed at the
+end, whatever happened (`--rm`, and `docker rm -f`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pika.exceptions
+
+from harness.broker import connect
+from harness.processes import ROOT
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+READY_TIMEOUT_S = 120  # a first start of RabbitMQ 4 in a container takes 10-30 s here
+DOCKER_TIMEOUT_S = 60
+
+
+class DockerUnavailable(RuntimeError):
+    """No Docker engine answers, or the broker image cannot be started."""
+
+
+def broker_image(compose_file: Path = COMPOSE_FILE) -> str:
+    """The image the compose file's `rabbitmq` service runs."""
+    match = re.search(
+        r"^  rabbitmq:\n(?:    .*\n)*?    image: (\S+)", compose_file.read_text(), re.M
+    )
+    if match is None:
+        raise DockerUnavailable(f"no image for service rabbitmq in {compose_file}")
+    return match.group(1)
+
+
+def docker(*args: str, timeout: float = DOCKER_TIMEOUT_S) -> str:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        raise DockerUnavailable(f"docker {args[0]}: {lines[-1]}")
+    return result.stdout
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        docker("info", "--format", "{{.ServerVersion}}", timeout=15)
+    except (DockerUnavailable, subprocess.TimeoutExpired):
+        return False
+    return True
+
+
+class DockerBroker:
+    """One RabbitMQ container; `start()` then `stop()`, which removes it."""
+
+    def __init__(self, image: str | None = None) -> None:
+        self.image = image or broker_image()
+        self.name = f"rhtest-broker-{secrets.token_hex(4)}"
+        self.user = "rhtest"
+        self.password = secrets.token_hex(12)
+        self.port = 0
+        self.url = ""
+        self.rabbitmqctl = f"docker exec -i {self.name} rabbitmqctl"
+
+    def start(self) -> None:
+        docker(
+            "run", "--detach", "--rm", "--name", self.name, "--hostname", self.name,
+            "--env", f"RABBITMQ_DEFAULT_USER={self.user}",
+            "--env", f"RABBITMQ_DEFAULT_PASS={self.password}",
+            "--publish", "127.0.0.1::5672",
+            self.image,
+        )  # fmt: skip
+        mapping = docker("port", self.name, "5672/tcp").split()[0]
+        self.port = int(mapping.rsplit(":", 1)[1])
+        self.url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/%2F"
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                connect(self.url, timeout=2).close()
+                return
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                logs = docker("logs", "--tail", "20", self.name)
+                raise DockerUnavailable(f"{self.image} not ready after {READY_TIMEOUT_S}s:\n{logs}")
+            time.sleep(0.5)
+
+    def use(self) -> None:
+        """Point this process (and the processes it starts) at the container."""
+        os.environ["AMQP_URL"] = self.url
+        os.environ["RABBITMQCTL"] = self.rabbitmqctl
+
+    def stop(self) -> None:
+        with contextlib.suppress(DockerUnavailable, subprocess.TimeoutExpired):
+            docker("rm", "--force", self.name)

@@ -1,0 +1,136 @@
+"""docker-compose.yml run for real, without Docker: each service as a local process.
+
+Each service's resolved `command` and `environment` start a local process against the test
+broker, exactly as the container would get them and nothing else (`Proc(inherit=False)`), so a
+wrong queue name, next queue, command or missing variable fails here as it would break
+`docker compose up`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import pytest
+
+from common.topology import STAGES
+from harness.broker import Vhost, with_vhost
+from harness.processes import Proc, wait_for
+from tests.unit.test_compose_file import BROKER, CONSUMERS, DRAIN_TIMEOUT, compose_config
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        proc.kill()
+
+
+def local_command(command: list[str]) -> list[str]:
+    assert command[0] == "python", command
+    return [sys.executable, *command[1:]]
+
+
+def local_amqp_url(compose_url: str, vhost: Vhost) -> str:
+    """The service's AMQP_URL, pointed at the test broker and the test's vhost."""
+    parts = urlsplit(compose_url)
+    assert parts.hostname == BROKER, f"AMQP_URL must name the broker service: {compose_url}"
+    assert parts.scheme == "amqp" and parts.port == 5672, compose_url
+    credentials = parts.netloc.rsplit("@", 1)[0]
+    broker = urlsplit(vhost.url).netloc.rsplit("@", 1)[-1]
+    return with_vhost(urlunsplit(parts._replace(netloc=f"{credentials}@{broker}")), vhost.name)
+
+
+def fail_if_exited(procs: Sequence[Proc]) -> None:
+    for proc in procs:
+        code = proc.poll()
+        if code is not None:
+            raise AssertionError(f"{proc.name} exited with {code}:\n{proc.tail()}")
+
+
+def test_compose_wiring_carries_every_message_through_the_pipeline(
+    compose_bin: str, vhost: Vhost, procs: list[Proc], tmp_path: Path
+) -> None:
+    count = 300
+    broker = urlsplit(vhost.url)
+    user, password = unquote(broker.username or ""), unquote(broker.password or "")
+    env_file = tmp_path / "test.env"
+    env_file.write_text(f"RABBITMQ_USER={user}\nRABBITMQ_PASSWORD={password}\n")
+    services = compose_config(compose_bin, env_file)["services"]
+
+    broker_env = services[BROKER]["environment"]
+    assert (broker_env["RABBITMQ_DEFAULT_USER"], broker_env["RABBITMQ_DEFAULT_PASS"]) == (
+        user,
+        password,
+    )
+    overrides = {  # for speed; everything else is exactly as the compose file resolves it
+        "first": {"NUMBER_OF_MESSAGES": str(count)},
+        "service_a": {"RANDOM_WAIT_MIN": "0", "RANDOM_WAIT_MAX": "0"},
+        "service_b": {"RANDOM_WAIT_MIN": "0", "RANDOM_WAIT_MAX": "0"},
+        "service_c": {"RANDOM_WAIT_MIN": "0", "RANDOM_WAIT_MAX": "0"},
+        "last": {"EXPECTED_MESSAGES": str(count)},
+    }
+
+    def start(name: str, replica: int = 1) -> Proc:
+        service = services[name]
+        environment = dict(service.get("environment") or {})
+        url = environment["AMQP_URL"]
+        assert (unquote(urlsplit(url).username or ""), unquote(urlsplit(url).password or "")) == (
+            user,
+            password,
+        ), f"{name}'s AMQP_URL does not carry RABBITMQ_USER / RABBITMQ_PASSWORD"
+        environment.update(AMQP_URL=local_amqp_url(url, vhost), LOG_FORMAT="json")
+        environment.update(overrides[name])
+        command = local_command(service["command"])
+        proc = Proc(command, tmp_path, f"{name}-{replica}", environment, inherit=False)
+        procs.append(proc)
+        return proc
+
+    last = start("last")
+    consumers = [last, start("service_a"), start("service_b", 1), start("service_b", 2)]
+    consumers.append(start("service_c"))
+
+    def all_consuming() -> bool:
+        fail_if_exited(consumers)
+        return all(proc.messages("consuming") for proc in consumers)
+
+    wait_for(all_consuming, 30, "every consumer to start consuming")
+    for proc in consumers:
+        [record] = proc.messages("consuming")
+        assert record["queue"] == CONSUMERS[proc.name.rsplit("-", 1)[0]], proc.name
+
+    first = start("first")
+    assert first.wait(60) == 0, first.tail()
+
+    def last_exited() -> bool:
+        fail_if_exited([proc for proc in consumers if proc is not last])
+        return not last.running
+
+    try:
+        wait_for(last_exited, 60, f"last to complete {count} messages")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last's output:\n{last.tail()}") from None
+    assert last.exit_code == 0, last.tail()
+
+    completed = last.messages("completed")
+    seqs = sorted(int(record["history"][0].removeprefix("seq-")) for record in completed)
+    assert seqs == list(range(1, count + 1))
+    assert len({record["broker_message_id"] for record in completed}) == count
+    for record in completed:
+        assert tuple(record["history"][1:]) == STAGES, record
+    [summary] = last.messages("summary")
+    assert (summary["completed"], summary["duplicates"]) == (count, 0)
+    assert vhost.depth("dead_letter") == 0
+
+    # `docker compose stop` sends SIGTERM: idle consumers drain and exit 0 well within the
+    # stop_grace_period.
+    running = [proc for proc in consumers if proc is not last]
+    for proc in running:
+        proc.signal(signal.SIGTERM)
+    for proc in running:
+        assert proc.wait(DRAIN_TIMEOUT) == 0, proc.tail()
+        assert proc.stderr() == "", proc.name

@@ -1,0 +1,226 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+The compose file is resolved by the real Compose implementation (`docker compose config`, the
+binary `make compose-bin` installs), and the resolved model is checked: healthy start order, a
+single locally built image, loopback-only ports. Then the wiring is run for real: each service's
+resolved `command` and `environment` start a local process against the test broker, so a wrong
+queue name, next queue or command fails the test just as it would break `docker compose up`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.processes import ROOT
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+ENV_EXAMPLE = ROOT / ".env.example"
+BROKER = "rabbitmq"
+APP_SERVICES = ("first", "service_a", "service_b", "service_c", "last")
+MODULES = {"first": "first", "service_a": "service", "service_b": "service"}
+MODULES |= {"service_c": "service", "last": "last"}
+CONSUMERS = {  # service -> the queue it must consume
+    "service_a": "service_a",
+    "service_b": "service_b",
+    "service_c": "service_c",
+    "last": "service_log",
+}
+DRAIN_TIMEOUT = 20.0  # the consumers' default (common.consumer.ConsumerSettings)
+
+
+# -- running docker compose --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def compose_bin() -> str:
+    path = os.path.expanduser(
+        os.environ.get("COMPOSE_BIN") or "~/.docker/cli-plugins/docker-compose"
+    )
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"docker compose not found at {path}: run `make compose-bin` to install it")
+    return path
+
+
+def compose_config(compose_bin: str, env_file: Path) -> dict:
+    """The model `docker compose config` resolves, with `env_file` in place of a .env file.
+
+    Variables the compose file interpolates are removed from the environment Compose sees (a
+    shell's value would win over the env file), as are Compose's own COMPOSE_* settings.
+    """
+    interpolated = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in interpolated and not name.startswith("COMPOSE_")
+    }
+    command = [compose_bin, "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
+    result = subprocess.run(
+        [*command, "config", "--format", "json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"docker compose config failed:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def defaults(compose_bin: str, tmp_path: Path) -> dict:
+    """The model with nothing set: what `docker compose up` uses out of the box."""
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    return compose_config(compose_bin, empty)
+
+
+def seconds(duration: str) -> float:
+    """A Compose duration such as '30s', '1m30s' or '500ms', in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"([0-9.]+)(h|ms|us|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+# -- the resolved model ----------------------------------------------------------------------
+
+
+def test_compose_file_has_no_version_key_nor_container_names() -> None:
+    text = COMPOSE_FILE.read_text()
+    assert not re.search(r"^version\s*:", text, re.MULTILINE), "`version` is obsolete"
+    assert "container_name" not in text, "fixed container names prevent --scale"
+
+
+def test_services_start_after_a_healthy_broker(defaults: dict) -> None:
+    services = defaults["services"]
+    assert set(services) == {BROKER, *APP_SERVICES}
+    broker = services[BROKER]
+    healthcheck = broker.get("healthcheck", {})
+    assert not healthcheck.get("disable"), healthcheck
+    assert healthcheck.get("test", [])[:2] == ["CMD", "rabbitmq-diagnostics"], healthcheck
+    for name in APP_SERVICES:
+        depends_on = services[name].get("depends_on", {})
+        assert depends_on.get(BROKER, {}).get("condition") == "service_healthy", name
+    for name, service in services.items():
+        assert "container_name" not in service, name
+
+
+def test_broker_is_the_official_management_image_with_a_user_of_its_own(defaults: dict) -> None:
+    broker = defaults["services"][BROKER]
+    assert re.fullmatch(r"rabbitmq:\d+\.\d+(\.\d+)?-management(-alpine)?", broker["image"])
+    environment = broker["environment"]
+    # The guest user may only log in from localhost, i.e. not from the other containers.
+    assert environment["RABBITMQ_DEFAULT_USER"] not in ("", "guest")
+    assert environment["RABBITMQ_DEFAULT_PASS"] != ""
+    volumes = [v for v in broker.get("volumes", []) if v["target"] == "/var/lib/rabbitmq"]
+    assert [v["type"] for v in volumes] == ["volume"]
+    assert volumes[0]["source"] in defaults["volumes"]
+
+
+def test_ports_are_published_on_loopback_only(defaults: dict) -> None:
+    published = {
+        (name, port["target"]): port.get("host_ip")
+        for name, service in defaults["services"].items()
+        for port in service.get("ports", [])
+    }
+    assert published == {(BROKER, 5672): "127.0.0.1", (BROKER, 15672): "127.0.0.1"}
+
+
+def test_app_services_share_one_image_built_once(defaults: dict) -> None:
+    services = defaults["services"]
+    images = {services[name].get("image") for name in APP_SERVICES}
+    assert len(images) == 1 and None not in images, images
+    built = [name for name, service in services.items() if "build" in service]
+    assert len(built) == 1, f"one build definition, not {built}"
+    assert services[built[0]]["image"] in images
+    assert services[built[0]]["build"]["context"] == str(ROOT)
+    for name in APP_SERVICES:
+        # No registry holds the local image: pulling it could only fetch a stranger's.
+        assert services[name].get("pull_policy") in ("never", "build"), name
+
+
+def test_app_services_run_their_module_in_exec_form(defaults: dict) -> None:
+    services = defaults["services"]
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service.get("init") is True, name
+        command = service.get("command")
+        assert command == ["python", "-m", MODULES[name]], name
+        assert not service.get("entrypoint"), name
+
+
+def test_restart_and_stop_policies(defaults: dict) -> None:
+    services = defaults["services"]
+    assert services["first"]["restart"] == "no"  # it exits 0 once everything is confirmed
+    for name in CONSUMERS:
+        assert services[name]["restart"] == "unless-stopped", name
+        # Docker's SIGKILL must come after the consumer has had its drain time.
+        assert seconds(services[name]["stop_grace_period"]) > DRAIN_TIMEOUT, name
+
+
+def test_env_example_documents_the_defaults(compose_bin: str, defaults: dict) -> None:
+    assert compose_config(compose_bin, ENV_EXAMPLE) == defaults
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+    interpolated = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
+    assert interpolated <= documented
+
+
+# -- the image ---------------------------------------------------------------------------------
+
+
+def test_image_holds_what_the_commands_run(defaults: dict, tmp_path: Path) -> None:
+    """The Dockerfile's COPY sources alone are enough to import every service's module."""
+    dockerfile = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim\b", dockerfile, re.M)
+    [user] = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+    assert user not in ("root", "0", "0:0")
+    sources = [
+        source
+        for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.M)
+        for source in line.split()[:-1]
+        if not source.startswith("--")
+    ]
+    assert "requirements.txt" in sources
+    app = tmp_path / "app"
+    for source in sources:
+        assert not source.startswith(("tests", ".")), source
+        path = ROOT / source
+        if path.is_dir():
+            shutil.copytree(path, app / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (app / source).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, app / source)
+    modules = sorted({defaults["services"][name]["command"][2] for name in APP_SERVICES})
+    imports = "; ".join(f"import {module}.__main__" for module in modules)
+    result = subprocess.run(
+        [sys.executable, "-c", imports],
+        cwd=app,
+        env={"PATH": os.environ.get("PATH", os.defpath), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_build_context_leaves_out_local_files() -> None:
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".env", "tests"} <= ignored
+
+
+# -- the wiring, run for real ----------------------------------------------------------------

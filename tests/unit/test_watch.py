@@ -1,0 +1,239 @@
+"""`python -m tools.watch`: queue depths and rates from the management API, else rabbitmqctl.
+
+The management plugin may not run on the test broker, so the API is a small fake here, serving
+what the real one serves (`GET /api/queues/VHOST`); rabbitmqctl is faked too for the rates it
+cannot give, and used for real against a vhost with messages waiting.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness.processes import ROOT
+from tools.queue_stats import QueueStats
+from tools.watch import render
+
+CLOSED = "http://127.0.0.1:1"  # nothing listens on port 1: the API "is not enabled"
+URL = "amqp://alice:p%40ss@localhost:5672/my%2Fvhost"
+
+
+class FakeApi(ThreadingHTTPServer):
+    """Answers every GET with `status` and `queues` as JSON, and remembers what it was asked."""
+
+    def __init__(self, queues: list[dict], status: int = 200) -> None:
+        super().__init__(("127.0.0.1", 0), FakeApiHandler)
+        self.queues, self.status = queues, status
+        self.requests: list[tuple[str, str]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class FakeApiHandler(BaseHTTPRequestHandler):
+    server: FakeApi
+
+    def do_GET(self) -> None:
+        self.server.requests.append((self.path, self.headers.get("Authorization", "")))
+        body = json.dumps(self.server.queues if self.server.status == 200 else {"error": "no"})
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api_with(request: pytest.FixtureRequest) -> Iterator:
+    servers: list[FakeApi] = []
+
+    def start(queues: list[dict], status: int = 200) -> FakeApi:
+        server = FakeApi(queues, status)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def fake_rabbitmqctl(tmp_path: Path) -> str:
+    """A rabbitmqctl whose service_a grows by 10 ready messages at every call."""
+    script = tmp_path / "rabbitmqctl"
+    calls = tmp_path / "calls"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {calls}\n'
+        f"n=$(wc -l < {calls})\n"
+        'echo "[{\\"name\\":\\"service_a\\",\\"messages_ready\\":$((n * 10)),'
+        '\\"messages_unacknowledged\\":20,\\"consumers\\":2}]"\n'
+    )
+    script.chmod(0o755)
+    return f"{script} --node rabbit@fake"
+
+
+def run_watch(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.watch", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def rows(output: str, queue: str) -> list[list[str]]:
+    """The figures of `queue` in each block, in order."""
+    return [line.split()[1:] for line in output.splitlines() if line.split()[:1] == [queue]]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    assert result.returncode == code, result
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("python -m tools.watch: ")
+    for word in words:
+        assert word in result.stderr
+
+
+# -- management API ----------------------------------------------------------------------------
+
+
+def test_depths_and_rates_from_the_management_api(api_with) -> None:
+    stats = {"publish": 500, "publish_details": {"rate": 50.0}, "ack_details": {"rate": 6.5}}
+    api = api_with(
+        [
+            {"name": "service_a", "messages_ready": 812, "messages_unacknowledged": 20,
+             "consumers": 1, "message_stats": stats},
+            {"name": "service_b", "messages_ready": 3, "messages_unacknowledged": 20,
+             "consumers": 3},
+            {"name": "someone_elses", "messages_ready": 1, "messages_unacknowledged": 0,
+             "consumers": 0},
+        ]
+    )  # fmt: skip
+    result = run_watch("--count", "2", "--interval", "0.1", AMQP_URL=URL, MANAGEMENT_URL=api.url)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"queues of virtual host 'my/vhost' from the management API at {api.url}")
+    assert "consumers     in/s    out/s\n" in out and "consumers  change/s" not in out
+    assert rows(out, "service_a") == [["812", "20", "1", "50.0", "6.5"]] * 2
+    assert rows(out, "service_b") == [["3", "20", "3", "0.0", "0.0"]] * 2
+    assert rows(out, "service_log") == [["-", "-", "-", "(no", "such", "queue", "yet)"]] * 2
+    assert rows(out, "dead_letter") and not rows(out, "someone_elses")
+    credentials = base64.b64encode(b"alice:p@ss").decode()
+    assert api.requests == [("/api/queues/my%2Fvhost", f"Basic {credentials}")] * 2
+
+
+def test_without_statistics_the_rates_come_from_depth_changes(api_with) -> None:
+    api = api_with([{"name": "service_a", "messages_ready": 5}])
+    result = run_watch("--count", "2", "--interval", "0.1", AMQP_URL=URL, MANAGEMENT_URL=api.url)
+    assert result.returncode == 0, result.stderr
+    assert rows(result.stdout, "service_a") == [["5", "0", "0", "-"], ["5", "0", "0", "+0.0"]]
+
+
+# -- rabbitmqctl -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [(None, "Connection refused"), (401, "HTTP 401: it refused the user and password")],
+)
+def test_rabbitmqctl_when_the_api_does_not_answer(
+    api_with, fake_rabbitmqctl: str, tmp_path: Path, status: int | None, why: str
+) -> None:
+    management_url = CLOSED if status is None else api_with([], status).url
+    result = run_watch(
+        "--count",
+        "3",
+        "--interval",
+        "0.2",
+        AMQP_URL=URL,
+        MANAGEMENT_URL=management_url,
+        RABBITMQCTL=fake_rabbitmqctl,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"queues of virtual host 'my/vhost' from {fake_rabbitmqctl}, every 0.2 s" in out
+    assert f"(not the management API at {management_url}: {why}" in out
+    assert "consumers  change/s\n" in out and "in/s" not in out
+    figures = rows(out, "service_a")
+    assert [f[:3] for f in figures] == [["10", "20", "2"], ["20", "20", "2"], ["30", "20", "2"]]
+    assert figures[0][3] == "-"
+    assert all(float(f[3]) > 0 for f in figures[1:])  # the backlog grows
+    calls = (tmp_path / "calls").read_text().splitlines()
+    expected = "--node rabbit@fake list_queues -p my/vhost name messages_ready "
+    expected += "messages_unacknowledged consumers --formatter json"
+    assert calls == [expected] * 3
+
+
+def test_neither_source_answers(tmp_path: Path) -> None:
+    result = run_watch(MANAGEMENT_URL=CLOSED, RABBITMQCTL=str(tmp_path / "rabbitmqctl"))
+    assert_one_line_error(
+        result,
+        1,
+        f"the management API at {CLOSED}: Connection refused",
+        "rabbitmqctl: command not found",
+        "check AMQP_URL, MANAGEMENT_URL and RABBITMQCTL",
+    )
+
+
+def test_a_failing_rabbitmqctl_gives_its_last_line(tmp_path: Path) -> None:
+    script = tmp_path / "rabbitmqctl"
+    script.write_text(
+        "#!/bin/sh\necho 'Error:' >&2\necho 'unable to connect to node' >&2\nexit 69\n"
+    )
+    script.chmod(0o755)
+    result = run_watch(MANAGEMENT_URL=CLOSED, RABBITMQCTL=str(script))
+    assert_one_line_error(result, 1, "exit code 69: unable to connect to node")
+
+
+# -- usage -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (["--interval", "0"], {}, "argument --interval: '0' is not a number of seconds"),
+        (["--interval", "x"], {}, "argument --interval: 'x' is not a number of seconds"),
+        (["--count", "0"], {}, "argument --count: '0' is not a whole number of at least 1"),
+        (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        ([], {"MANAGEMENT_URL": "ftp://x"}, "MANAGEMENT_URL='ftp://x' is not valid"),
+        (
+            [],
+            {"MANAGEMENT_URL": "http://u:secret@localhost"},
+            "MANAGEMENT_URL='http://u:***@localhost' is not valid",
+        ),
+        ([], {"RABBITMQCTL": "docker 'compose"}, 'RABBITMQCTL="docker \'compose" is not valid'),
+        ([], {"AMQP_URL": "nonsense"}, "AMQP_URL='nonsense' is not valid"),
+    ],
+)
+def test_bad_usage_is_one_line(args: list[str], env: dict[str, str], words: str) -> None:
+    assert_one_line_error(run_watch(*args, **env), 2, words, "python -m tools.watch: ")
+
+
+def test_depth_changes_are_signed_rates_per_second() -> None:
+    before = {"service_a": QueueStats(100, 20, 1), "service_b": QueueStats(0, 0, 1)}
+    after = {"service_a": QueueStats(80, 20, 1), "service_b": QueueStats(30, 10, 1)}
+    block = render("12:00:00", ["service_a", "service_b"], after, [(10.0, before)], 12.0)
+    assert block.splitlines() == [
+        "12:00:00  queue         ready  unacked  consumers  change/s",
+        "          service_a        80       20          1     -10.0",
+        "          service_b        30       10          1     +20.0",
+    ]

@@ -1,0 +1,155 @@
+"""`python -m tools.report FILE [--plot out.png] [--amqp-url URL]`: what a run of the pipeline did.
+
+FILE is `last`'s RESULTS_FILE or saved `docker compose logs last` output. The report prints
+counts, how far the finishing order strays from sequence order, latency per stage and end to
+end, and throughput; `--plot` also draws them (needs matplotlib).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from common.settings import Env, redact_url
+from tools.cli import ArgumentParser, CliError, run_cli
+from tools.report.analysis import PERCENTILES, Analysis, analyse
+from tools.report.dead_letters import dead_letter_depth
+from tools.report.ordering import describe_tau
+from tools.report.records import Records, read_records
+
+PROG = "python -m tools.report"
+MATPLOTLIB_HINT = "pip install -r requirements-dev.txt (or: pip install matplotlib)"
+
+
+def parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=PROG,
+        description="Report on a run of the pipeline from last's records: counts, ordering, "
+        "latency per stage, throughput.",
+    )
+    parser.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE",
+        help="last's RESULTS_FILE, or saved `docker compose logs last` output (LOG_FORMAT=json)",
+    )
+    parser.add_argument(
+        "--plot", type=Path, metavar="PNG", help="also draw the run into this PNG (matplotlib)"
+    )
+    parser.add_argument(
+        "--amqp-url",
+        metavar="URL",
+        help="read the dead-letter count from this broker (queue DEAD_LETTER_QUEUE, by default "
+        "dead_letter), e.g. amqp://rabbithole:rabbithole@localhost:5672/%%2F",
+    )
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(argv)
+    plot = load_plotting() if args.plot else None
+    if plot is not None:
+        plot.check_target(args.plot)
+    amqp_url = Env({"--amqp-url": args.amqp_url or ""}).amqp_url("--amqp-url", "")
+    records = read_records(args.file)
+    analysis = analyse(records.records)
+    if amqp_url:
+        queue = Env().queue_name("DEAD_LETTER_QUEUE", "dead_letter")
+        dead = describe_dead_letters(dead_letter_depth(amqp_url, queue), queue, amqp_url)
+    else:
+        dead = "unknown: not in last's records (--amqp-url URL reads the dead-letter queue)"
+    print("\n".join(report_lines(args.file, records, analysis, dead)))
+    if plot is not None:
+        plot.draw(analysis, args.plot)
+        print(f"\nfigure written to {args.plot}")
+    return 0
+
+
+def load_plotting() -> ModuleType:
+    """The plotting module, checked before any work so a missing matplotlib fails at once."""
+    try:
+        from tools.report import plot  # noqa: PLC0415 (matplotlib is optional: import on demand)
+    except ImportError as error:
+        raise CliError(f"--plot needs matplotlib ({error}): {MATPLOTLIB_HINT}") from None
+    return plot
+
+
+def describe_dead_letters(depth: int | None, queue: str, amqp_url: str) -> str:
+    where = f"queue {queue!r} at {redact_url(amqp_url)}"
+    if depth is None:
+        return f"unknown: there is no {where}"
+    return f"{depth} (messages now in {where}, from every run so far)"
+
+
+def report_lines(path: Path, records: Records, analysis: Analysis, dead: str) -> list[str]:
+    order = analysis.ordering
+    n = order.count
+    lines = [
+        f"{path}: {len(records.records)} completed and duplicate records"
+        + (f", {records.skipped_lines} other lines skipped" if records.skipped_lines else ""),
+        "",
+        "counts",
+        f"  completed              {n}",
+        f"  duplicates             {analysis.duplicates}",
+        f"  dead-lettered          {dead}",
+        "",
+        "ordering (sequence number against completion order)",
+        f"  out of sequence        {order.out_of_sequence} of {n} finished after a message "
+        "with a higher sequence number",
+        f"  largest displacement   {displacement(analysis)}",
+        "  Kendall's tau          "
+        + (f"{order.tau:.3f}: " if order.tau is not None else "")
+        + describe_tau(order.tau),
+    ]
+    if order.repeated_seqs:
+        lines.append(
+            f"  note                   {order.repeated_seqs} sequence numbers repeat (did "
+            "`first` run more than once?); equal numbers count as in order"
+        )
+    lines += ["", *latency_lines(analysis), "", f"throughput               {throughput(analysis)}"]
+    return lines
+
+
+def displacement(analysis: Analysis) -> str:
+    order = analysis.ordering
+    if order.most_displaced is None:
+        return "0 places: every message finished in its place in sequence order"
+    seq, sequence_place, finished = order.most_displaced
+    return (
+        f"{order.largest_displacement} places (seq-{seq}: place {sequence_place} in sequence "
+        f"order, finished in place {finished})"
+    )
+
+
+def latency_lines(analysis: Analysis) -> list[str]:
+    width = max(len(stage) for stage in analysis.latencies) + 2
+    header = "".join(f"{name:>9}" for name, _ in PERCENTILES)
+    lines = [
+        "latency in seconds, per stage: from the previous stamp to its own (waiting in its "
+        "queue + working)",
+        f"  {'stage':<{width}}{header}",
+    ]
+    for stage in analysis.latencies:
+        figures = analysis.percentiles(stage).values()
+        lines.append(f"  {stage:<{width}}" + "".join(seconds(value) for value in figures))
+    return lines
+
+
+def seconds(value: float) -> str:
+    return f"{'-':>9}" if math.isnan(value) else f"{value:>9.3f}"
+
+
+def throughput(analysis: Analysis) -> str:
+    n = len(analysis.completions)
+    if analysis.throughput is None:
+        return f"unknown: {n} messages in no measurable time"
+    return (
+        f"{analysis.throughput:.2f} messages/s: {n} messages in {analysis.elapsed:.1f} s, first "
+        "created to last completed"
+    )
+
+
+if __name__ == "__main__":
+    run_cli(PROG, main)
