@@ -6,6 +6,8 @@ persistent with AMQP properties:
 - `headers["data"]`: a JSON object of timestamps (float seconds since the epoch):
   `created_at`, one per stage that handled it, and `updated_at`. It is JSON text rather than an
   AMQP table because pika's table encoder has no floating-point type.
+- `headers["run_id"]`: which run of `first` published it, so that a report can tell two runs
+  apart when their sequence numbers repeat. Optional: a message without one is still valid.
 
 Anything a consumer cannot use raises `InvalidMessage` with a one-line reason; the consumer
 dead-letters the message with that reason and carries on.
@@ -13,12 +15,14 @@ dead-letters the message with that reason and carries on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import pika
 
@@ -38,11 +42,12 @@ class Message:
     history: tuple[str, ...]
     message_id: str
     data: Mapping[str, float]
+    run_id: str | None = None
 
     @classmethod
-    def first(cls, seq: int, now: float) -> Message:
+    def first(cls, seq: int, now: float, run_id: str | None = None) -> Message:
         """A new message `["seq-N"]` as `first` publishes it."""
-        return cls((f"seq-{seq}",), str(uuid.uuid4()), {"created_at": now})
+        return cls((f"seq-{seq}",), str(uuid.uuid4()), {"created_at": now}, run_id)
 
     @property
     def seq(self) -> int:
@@ -50,8 +55,8 @@ class Message:
 
     def stamped(self, stage: str, now: float) -> Message:
         """The message after `stage` handled it: its name appended, its time recorded."""
-        return Message(
-            (*self.history, stage), self.message_id, {**self.data, stage: now, "updated_at": now}
+        return dataclasses.replace(
+            self, history=(*self.history, stage), data={**self.data, stage: now, "updated_at": now}
         )
 
     def encode(self) -> tuple[bytes, pika.BasicProperties]:
@@ -60,16 +65,24 @@ class Message:
             content_type=CONTENT_TYPE,
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=self.message_id,
-            headers={"data": json.dumps(self.data, separators=(",", ":"))},
+            headers=self.headers(),
         )
         return body, properties
 
+    def headers(self) -> dict[str, str]:
+        headers = {"data": json.dumps(self.data, separators=(",", ":"))}
+        if self.run_id is not None:
+            headers["run_id"] = self.run_id
+        return headers
+
     @classmethod
     def decode(cls, body: bytes, properties: pika.BasicProperties, max_body_bytes: int) -> Message:
+        headers = properties.headers or {}
         return cls(
             _history(body, max_body_bytes),
             _message_id(properties.message_id),
-            _data((properties.headers or {}).get("data")),
+            _data(headers.get("data")),
+            _optional_text(headers.get("run_id"), "header 'run_id'"),
         )
 
 
@@ -100,9 +113,26 @@ def _history(body: bytes, max_body_bytes: int) -> tuple[str, ...]:
     return tuple(history)
 
 
+def _is_short_text(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= MAX_TEXT and value.isprintable()
+
+
 def _message_id(value: object) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT or not value.isprintable():
+    if not _is_short_text(value):
         raise InvalidMessage("message_id (broker_message_id) is missing or not printable text")
+    return value
+
+
+def _optional_text(value: object, what: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise InvalidMessage(f"{what} is not UTF-8") from None
+    if not _is_short_text(value):
+        raise InvalidMessage(f"{what} is not printable text of 1 to {MAX_TEXT} characters")
     return value
 
 

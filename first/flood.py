@@ -11,6 +11,7 @@ the publisher reconnect, declare the queue again and publish it again.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 from pika.channel import Channel
 
 from common.connection import ReconnectingConnection
-from common.messages import Message
+from common.messages import MAX_TEXT, Message
 from common.progress import Progress, progress_interval
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env
+from common.topology import STAGES
 
 log = logging.getLogger("first")
 
@@ -34,15 +36,22 @@ class FloodSettings:
     next_queue: str
     publish_rate: float
     progress_interval: float
+    run_id: str
 
     @classmethod
     def from_env(cls, env: Env) -> FloodSettings:
         return cls(
             number_of_messages=env.integer("NUMBER_OF_MESSAGES", 100, minimum=0, maximum=10**9),
-            next_queue=env.queue_name("RABBITMQ_NEXT_QUEUE", "service_a"),
+            next_queue=env.queue_name("RABBITMQ_NEXT_QUEUE", STAGES[0]),
             publish_rate=env.number("PUBLISH_RATE", 0.0, minimum=0.0, maximum=1e6),
             progress_interval=progress_interval(env),
+            run_id=env.text("RUN_ID", new_run_id(), max_length=MAX_TEXT),
         )
+
+
+def new_run_id() -> str:
+    """When the run started, and a few random characters in case two start in one second."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 class Flood:
@@ -76,7 +85,16 @@ class Flood:
 
     def on_channel_ready(self, channel: Channel) -> None:
         self._publisher = ConfirmedPublisher(channel, self.connection.reconnect)
-        self._started = self._started or time.monotonic()
+        if not self._started:
+            self._started = time.monotonic()
+            log.info(
+                "publishing",
+                extra={
+                    "run_id": self._settings.run_id,
+                    "messages": self._settings.number_of_messages,
+                    "queue": self._settings.next_queue,
+                },
+            )
         self._pump()
 
     def on_channel_lost(self) -> None:
@@ -111,7 +129,7 @@ class Flood:
             self._publish(self._retry.popleft() if self._retry else self._new_message())
 
     def _new_message(self) -> Message:
-        message = Message.first(self._next_seq, time.time())
+        message = Message.first(self._next_seq, time.time(), self._settings.run_id)
         self._next_seq += 1
         return message
 
@@ -147,8 +165,9 @@ class Flood:
             log.info("published", extra=self._counts())
             self.connection.stop()
 
-    def _counts(self) -> dict[str, int]:
+    def _counts(self) -> dict[str, object]:
         return {
+            "run_id": self._settings.run_id,
             "confirmed": self.confirmed,
             "failed": self.failed,
             "total": self._settings.number_of_messages,

@@ -39,6 +39,7 @@ class Sink:
         record = {
             "history": list(message.history),
             "broker_message_id": message.message_id,
+            "run_id": message.run_id,
             "data": {**message.data, "completed_at": completed_at},
         }
         with self._lock:

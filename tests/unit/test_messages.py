@@ -97,6 +97,24 @@ def test_round_trip_through_the_wire_encoding() -> None:
     assert Message.decode(body, wire, LIMIT) == message
 
 
+def test_the_run_id_travels_with_the_message() -> None:
+    message = Message.first(3, 1700000000.0, "20261127-101500-3f2a").stamped("service_a", 2.0)
+    body, properties = message.encode()
+    assert properties.headers["run_id"] == "20261127-101500-3f2a"
+    wire = pika.BasicProperties()
+    wire.decode(b"".join(properties.encode()))
+    assert Message.decode(body, wire, LIMIT).run_id == "20261127-101500-3f2a"
+    assert "run_id" not in Message.first(3, 1.0).encode()[1].headers  # optional
+
+
+@pytest.mark.parametrize(
+    "run_id", ["", "x" * (MAX_TEXT + 1), "new\nline", 7, b"\xff", {"a": 1}], ids=repr
+)
+def test_decode_rejects_a_bad_run_id(run_id: object) -> None:
+    with pytest.raises(InvalidMessage, match="header 'run_id' is not"):
+        Message.decode(b'["seq-1"]', props(run_id=run_id), LIMIT)
+
+
 def test_decode_accepts_data_as_bytes_and_integers() -> None:
     message = Message.decode(b'["seq-0"]', props(data=b'{"created_at": 5}'), LIMIT)
     assert message.data == {"created_at": 5.0}

@@ -163,6 +163,39 @@ def test_the_printed_report(results_file: Path) -> None:
     assert "throughput               0.71 messages/s: 5 messages in 7.0 s, first created " in out
 
 
+def test_the_latest_run_is_reported_and_the_others_listed(tmp_path: Path) -> None:
+    """`first` ran twice: the same sequence numbers again, under another run_id, later."""
+    earlier = [{**r, "run_id": "run-1"} for r in results_records()]
+    later = [
+        {**record("completed", seq, *(t + 100 for t in times)), "run_id": "run-2"}
+        for seq, *times in RUN[:3]
+    ]
+    lines = [json.dumps(r) for r in [*earlier, *later]]
+    path = write_lines(tmp_path / "two-runs.jsonl", lines)
+
+    result = run_report(path)
+    assert result.returncode == 0, result.stderr
+    assert "\nrun run-2 (3 records, started " in result.stdout
+    others = "other runs in the file (--run ID for one of them):\n  run-1 (7 records"
+    assert others in result.stdout
+    assert "completed              3\n" in result.stdout
+    assert "repeat" not in result.stdout  # no sequence number repeats within one run
+
+    result = run_report(path, "--run", "run-1")
+    assert result.returncode == 0, result.stderr
+    assert "\nrun run-1 (7 records, started " in result.stdout
+    assert "completed              5\n" in result.stdout
+    assert "duplicates             2\n" in result.stdout
+
+
+def test_an_unknown_run(results_file: Path) -> None:
+    assert_one_line_error(
+        run_report(results_file, "--run", "nope"),
+        2,
+        "no run 'nope' in the records; they hold (no run_id) (7 records, started ",
+    )
+
+
 def figures(analysis: Analysis) -> tuple:
     """Everything the report shows (records' line numbers aside, which differ by file)."""
     seqs = [r.seq for r in analysis.completions]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -385,19 +386,30 @@ def test_work_settings_reject_bad_values(name: str, raw: str) -> None:
 
 
 def test_flood_settings() -> None:
-    assert FloodSettings.from_env(Env({})) == FloodSettings(
-        number_of_messages=100, next_queue="service_a", publish_rate=0.0, progress_interval=5.0
+    defaults = FloodSettings.from_env(Env({}))
+    assert defaults == FloodSettings(
+        number_of_messages=100,
+        next_queue="service_a",
+        publish_rate=0.0,
+        progress_interval=5.0,
+        run_id=defaults.run_id,
     )
+    assert re.fullmatch(r"20[0-9]{6}-[0-9]{6}-[0-9a-f]{4}", defaults.run_id), defaults.run_id
     env = Env(
         {
             "NUMBER_OF_MESSAGES": "0",
             "RABBITMQ_NEXT_QUEUE": "in",
             "PUBLISH_RATE": "250.5",
             "PROGRESS_INTERVAL": "0",
+            "RUN_ID": "nightly-7",
         }
     )
     assert FloodSettings.from_env(env) == FloodSettings(
-        number_of_messages=0, next_queue="in", publish_rate=250.5, progress_interval=0.0
+        number_of_messages=0,
+        next_queue="in",
+        publish_rate=250.5,
+        progress_interval=0.0,
+        run_id="nightly-7",
     )
 
 

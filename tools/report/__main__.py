@@ -1,4 +1,4 @@
-"""`python -m tools.report FILE [--plot out.png] [--amqp-url URL]`: what a run of the pipeline did.
+"""`python -m tools.report FILE [--run ID] [--plot out.png] [--amqp-url URL]`: what a run did.
 
 FILE is `last`'s RESULTS_FILE or saved `docker compose logs last` output. The report prints
 counts, how far the finishing order strays from sequence order, latency per stage and end to
@@ -8,6 +8,7 @@ end, and throughput; `--plot` also draws them (needs matplotlib).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +18,7 @@ from tools.cli import ArgumentParser, CliError, run_cli
 from tools.report.analysis import PERCENTILES, Analysis, analyse
 from tools.report.dead_letters import dead_letter_depth
 from tools.report.ordering import describe_tau
-from tools.report.records import Records, read_records
+from tools.report.records import Records, Run, read_records, runs
 
 PROG = "python -m tools.report"
 MATPLOTLIB_HINT = "pip install -r requirements-dev.txt (or: pip install matplotlib)"
@@ -39,6 +40,11 @@ def parser() -> ArgumentParser:
         "--plot", type=Path, metavar="PNG", help="also draw the run into this PNG (matplotlib)"
     )
     parser.add_argument(
+        "--run",
+        metavar="ID",
+        help="report on this run of `first` (its run_id); by default the latest in FILE",
+    )
+    parser.add_argument(
         "--amqp-url",
         metavar="URL",
         help="read the dead-letter count from this broker (queue DEAD_LETTER_QUEUE, by default "
@@ -54,13 +60,14 @@ def main(argv: Sequence[str]) -> int:
         plot.check_target(args.plot)
     amqp_url = Env({"--amqp-url": args.amqp_url or ""}).amqp_url("--amqp-url", "")
     records = read_records(args.file)
-    analysis = analyse(records.records)
+    run, others = choose_run(runs(records.records), args.run)
+    analysis = analyse(run.records)
     if amqp_url:
         queue = Env().queue_name("DEAD_LETTER_QUEUE", "dead_letter")
         dead = describe_dead_letters(dead_letter_depth(amqp_url, queue), queue, amqp_url)
     else:
         dead = "unknown: not in last's records (--amqp-url URL reads the dead-letter queue)"
-    print("\n".join(report_lines(args.file, records, analysis, dead)))
+    print("\n".join(report_lines(args.file, records, analysis, dead, run=run, others=others)))
     if plot is not None:
         plot.draw(analysis, args.plot)
         print(f"\nfigure written to {args.plot}")
@@ -76,6 +83,23 @@ def load_plotting() -> ModuleType:
     return plot
 
 
+def choose_run(found: list[Run], wanted: str | None) -> tuple[Run, list[Run]]:
+    """The run to report on (`wanted`, or the latest), and the others in the file."""
+    if wanted is None:
+        return found[-1], found[:-1]
+    for run in found:
+        if run.run_id == wanted:
+            return run, [other for other in found if other is not run]
+    known = ", ".join(describe_run(run) for run in found)
+    raise CliError(f"no run {wanted!r} in the records; they hold {known}")
+
+
+def describe_run(run: Run) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
+    name = run.run_id if run.run_id is not None else "(no run_id)"
+    return f"{name} ({len(run.records)} records, started {started})"
+
+
 def describe_dead_letters(depth: int | None, queue: str, amqp_url: str) -> str:
     where = f"queue {queue!r} at {redact_url(amqp_url)}"
     if depth is None:
@@ -83,12 +107,20 @@ def describe_dead_letters(depth: int | None, queue: str, amqp_url: str) -> str:
     return f"{depth} (messages now in {where}, from every run so far)"
 
 
-def report_lines(path: Path, records: Records, analysis: Analysis, dead: str) -> list[str]:
+def report_lines(
+    path: Path, records: Records, analysis: Analysis, dead: str, *, run: Run, others: list[Run]
+) -> list[str]:
     order = analysis.ordering
     n = order.count
     lines = [
         f"{path}: {len(records.records)} completed and duplicate records"
         + (f", {records.skipped_lines} other lines skipped" if records.skipped_lines else ""),
+        f"run {describe_run(run)}",
+    ]
+    if others:
+        lines.append("other runs in the file (--run ID for one of them):")
+        lines.extend(f"  {describe_run(other)}" for other in reversed(others))
+    lines += [
         "",
         "counts",
         f"  completed              {n}",

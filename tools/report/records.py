@@ -32,6 +32,7 @@ class Record:
     stages: tuple[str, ...]
     times: dict[str, float]
     line: int
+    run_id: str | None = None  # which run of `first` published it (None: an older `last`)
 
     @property
     def created_at(self) -> float:
@@ -111,8 +112,29 @@ def parse_record(fields: dict, kind: str, where: str, line: int) -> Record:
         if not is_time(value):
             raise CliError(f"{where}: a {kind} record without a time for {name!r} in its data")
         times[name] = float(value)
-    return Record(kind, int(seq.group(1)), message_id, stages, times, line)
+    run_id = fields.get("run_id")
+    if run_id is not None and not isinstance(run_id, str):
+        raise CliError(f"{where}: a {kind} record whose run_id is not text")
+    return Record(kind, int(seq.group(1)), message_id, stages, times, line, run_id)
 
 
 def is_time(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Run:
+    """The records of one run of `first`, and when it started (its first `created_at`)."""
+
+    run_id: str | None
+    records: list[Record]
+    started_at: float
+
+
+def runs(records: list[Record]) -> list[Run]:
+    """The records grouped by run, oldest run first."""
+    groups: dict[str | None, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record.run_id, []).append(record)
+    found = [Run(key, group, min(r.created_at for r in group)) for key, group in groups.items()]
+    return sorted(found, key=lambda run: run.started_at)
