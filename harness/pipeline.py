@@ -20,7 +20,10 @@ from dataclasses import asdict, dataclass, field
 
 from common.topology import PIPELINE_QUEUES, STAGES, following_queue
 from harness.broker import Vhost
+from harness.delivery_probe import RECORD as REDELIVERY
 from harness.processes import Proc, wait_for
+
+PROBE = "harness.delivery_probe"
 
 
 @dataclass
@@ -50,9 +53,16 @@ class PipelineRun:
     firsts: list[Proc] = field(default_factory=list)
     killed: set[Proc] = field(default_factory=set)
     started_at: float = field(default_factory=time.monotonic)
+    # Run the consumers under `harness.delivery_probe`, which logs each redelivery's count.
+    probe: bool = False
+
+    def _start_consumer(self, module: str, name: str, **env: object) -> Proc:
+        if self.probe:
+            return self.start(PROBE, name, PROBED_MODULE=module, **env)
+        return self.start(module, name, **env)
 
     def start_service(self, queue: str, **env: object) -> Proc:
-        proc = self.start(
+        proc = self._start_consumer(
             "service",
             queue,
             RABBITMQ_QUEUE=queue,
@@ -63,7 +73,7 @@ class PipelineRun:
         return proc
 
     def start_last(self, **env: object) -> Proc:
-        proc = self.start("last", **{**self.env, **env})
+        proc = self._start_consumer("last", "last", **{**self.env, **env})
         self.lasts.append(proc)
         return proc
 
@@ -103,6 +113,15 @@ class PipelineRun:
             timeout,
             "every consumer to be consuming",
         )
+
+    def most_deliveries(self) -> dict[str, int]:
+        """Per queue, the most deliveries one message took (probed runs): 1 + its returns."""
+        most: dict[str, int] = {}
+        for proc in self.processes():
+            for record in proc.messages(REDELIVERY):
+                queue = record["queue"]
+                most[queue] = max(most.get(queue, 1), record["delivery_count"] + 1)
+        return most
 
     def expected_seqs(self) -> set[str]:
         return {f"seq-{n}" for n in range(1, self.count + 1) if n not in self.poison}

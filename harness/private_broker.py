@@ -37,7 +37,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pika
@@ -204,12 +204,28 @@ class DefaultVhost(Vhost):
         """The default vhost goes with the node (`PrivateBroker.destroy`)."""
 
 
-class PrivateBroker:
-    """One private RabbitMQ node under `base_dir`; call `destroy()` when done, whatever happens."""
+def new_node_name() -> str:
+    """A node name no other test run uses: `rhtest-<random>` (the host part is `localhost`)."""
+    return f"rhtest-{uuid.uuid4().hex[:10]}"
 
-    def __init__(self, base_dir: Path) -> None:
+
+class PrivateBroker:
+    """One private RabbitMQ node under `base_dir`; call `destroy()` when done, whatever happens.
+
+    `short_name`, `cookie` and `config` (more rabbitmq.conf lines) let several nodes form a
+    cluster (`harness.private_cluster`); by default the node has a random name and cookie.
+    """
+
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        short_name: str | None = None,
+        cookie: str | None = None,
+        config: Sequence[str] = (),
+    ) -> None:
         self._scripts = find_scripts()
-        short = f"rhtest-{uuid.uuid4().hex[:10]}"
+        short = short_name or new_node_name()
         self.node = f"{short}@localhost"
         self.port, self.dist_port = free_ports(2)
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
@@ -218,7 +234,7 @@ class PrivateBroker:
         self.pid_file = self.dir / f"{short}.pid"
         self.start_seconds: list[float] = []  # how long each start took until ready
         self._started_at: float | None = None
-        self._make_files()
+        self._make_files(cookie or secrets.token_hex(20).upper(), config)
         self._ctl_env = self._environment()
         self._server_env = {**self._ctl_env, MARKER: self.node, OWNER: str(os.getpid())}
 
@@ -227,17 +243,18 @@ class PrivateBroker:
 
     # -- files and environment -----------------------------------------------------------------
 
-    def _make_files(self) -> None:
+    def _make_files(self, cookie: str, extra_config: Sequence[str]) -> None:
         home = self.dir / "home"
         for directory in (home, self.dir / "mnesia", self.log_dir):
             directory.mkdir(parents=True)
-        cookie = home / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(20).upper())
-        cookie.chmod(0o400)
+        cookie_file = home / ".erlang.cookie"
+        cookie_file.write_text(cookie)
+        cookie_file.chmod(0o400)
         config = [
             f"listeners.tcp.1 = 127.0.0.1:{self.port}",  # AMQP on loopback only
             "log.file.level = info",
             "log.console = false",
+            *extra_config,
         ]
         (self.dir / "rabbitmq.conf").write_text("\n".join(config) + "\n")
         (self.dir / "enabled_plugins").write_text("[].\n")
@@ -333,6 +350,11 @@ class PrivateBroker:
             self._signal_beam(signal.SIGTERM)  # also a graceful stop, for RabbitMQ >= 3.8
         self._end_processes(timeout=timeout)
 
+    def kill(self) -> None:
+        """SIGKILL the node, as a crash would: no goodbye to its clients or its peers."""
+        self._signal_beam(signal.SIGKILL)
+        self._end_processes(timeout=10)
+
     def destroy(self, keep_logs_in: Path | None = None) -> None:
         """Stop the node, make sure none of its processes is left, and delete its files.
 
@@ -354,7 +376,11 @@ class PrivateBroker:
 
     def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
         """`rabbitmqctl -n NODE ARGS` against this node only; its stdout."""
-        command = [str(self._scripts / "rabbitmqctl"), "-n", self.node, *args]
+        return self.cli("rabbitmqctl", *args, timeout=timeout)
+
+    def cli(self, tool: str, *args: str, timeout: float = 60) -> str:
+        """`TOOL -n NODE ARGS` (rabbitmqctl, rabbitmq-queues, rabbitmq-upgrade, ...); stdout."""
+        command = [str(self._scripts / tool), "-n", self.node, *args]
         result = subprocess.run(
             command,
             env=self._ctl_env,
@@ -367,7 +393,7 @@ class PrivateBroker:
         )
         if result.returncode != 0:
             raise AssertionError(
-                f"rabbitmqctl {' '.join(args)} failed ({result.returncode}):\n"
+                f"{tool} {' '.join(args)} failed ({result.returncode}):\n"
                 f"{result.stdout}{result.stderr}"
             )
         return result.stdout
