@@ -31,6 +31,7 @@ import contextlib
 import os
 import random
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -397,6 +398,15 @@ class PrivateBroker:
                 f"{result.stdout}{result.stderr}"
             )
         return result.stdout
+
+    def rabbitmqctl_command(self) -> str:
+        """A shell command that runs rabbitmqctl against this node (for RABBITMQCTL=...)."""
+        env = [
+            f"{name}={value}"
+            for name, value in self._ctl_env.items()
+            if name == "HOME" or name.startswith(("RABBITMQ_", "ERL_"))
+        ]
+        return shlex.join(["env", *env, str(self._scripts / "rabbitmqctl"), "-n", self.node])
 
     def processes(self) -> list[int]:
         """Pids of this node's live processes (beam.smp, erl_child_setup, ...), epmd aside."""

@@ -2,7 +2,9 @@
 
 The management API answers only when the management plugin is enabled (the compose broker has
 it); rabbitmqctl works on any broker but gives no rates, and must run where the broker runs
-(`docker compose exec -T rabbitmq rabbitmqctl` for the compose one).
+(`docker compose exec -T rabbitmq rabbitmqctl` for the compose one). Both say, for a quorum
+queue, which node leads it and which of its members (replicas) are online: on a cluster, a
+queue with fewer than a majority online takes and gives nothing until a node comes back.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from common.settings import redact_url
 
 HTTP_TIMEOUT_S = 3.0
 RABBITMQCTL_TIMEOUT_S = 30.0
-RABBITMQCTL_COLUMNS = ("name", "messages_ready", "messages_unacknowledged", "consumers")
+RABBITMQCTL_COLUMNS = (
+    "name",
+    "messages_ready",
+    "messages_unacknowledged",
+    "consumers",
+    "leader",
+    "members",
+    "online",
+)
 
 
 class SourceError(RuntimeError):
@@ -36,6 +46,10 @@ class QueueStats:
     # broker's message stats; None where it has none (rabbitmqctl, or statistics turned off).
     in_rate: float | None = None
     out_rate: float | None = None
+    # A quorum queue's leader node and its members, all and online; None for a classic queue.
+    leader: str | None = None
+    members: int | None = None
+    online: int | None = None
 
     @property
     def depth(self) -> int:
@@ -97,6 +111,7 @@ class ManagementApi:
             consumers=count(queue.get("consumers")),
             in_rate=rate("publish"),
             out_rate=rate("ack"),
+            **replicas(queue),
         )
 
 
@@ -129,6 +144,7 @@ class Rabbitmqctl:
                     count(q.get("messages_ready")),
                     count(q.get("messages_unacknowledged")),
                     count(q.get("consumers")),
+                    **replicas(q),
                 )
                 for q in queues
             }
@@ -139,3 +155,17 @@ class Rabbitmqctl:
 def count(value: object) -> int:
     """A message or consumer count; a queue that is down reports none (empty or null)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def replicas(queue: dict) -> dict[str, str | int | None]:
+    """`leader`, `members` and `online` of a quorum queue, in either source's fields (node
+    names, lists of node names); all None for a classic queue, whose fields are empty."""
+    members, online = queue.get("members"), queue.get("online")
+    if not isinstance(members, list) or not members:
+        return {"leader": None, "members": None, "online": None}
+    leader = queue.get("leader")
+    return {
+        "leader": leader if isinstance(leader, str) and leader else None,
+        "members": len(members),
+        "online": len(online) if isinstance(online, list) else 0,
+    }

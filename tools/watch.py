@@ -2,8 +2,10 @@
 
 Prints the depth of each queue of the pipeline (ready, and unacknowledged: held by a consumer),
 its consumers and its rates, so that the backlog of a stage can be seen to grow and, after
-`--scale`, drain. The management API (MANAGEMENT_URL, with the user, password and virtual host
-of AMQP_URL) is asked first; when it does not answer, rabbitmqctl (RABBITMQCTL).
+`--scale`, drain; for quorum queues also how many of its members are online and which node
+leads it, so that a cluster losing a node can be seen to elect new leaders. The management API
+(MANAGEMENT_URL, with the user, password and virtual host of AMQP_URL, or of its first URL where
+it names several nodes) is asked first; when it does not answer, rabbitmqctl (RABBITMQCTL).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class WatchSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> WatchSettings:
-        url = urlsplit(env.amqp_url("AMQP_URL", DEFAULT_AMQP_URL))
+        # Every node of a cluster serves the same users and virtual hosts: the first will do.
+        url = urlsplit(env.amqp_url("AMQP_URL", DEFAULT_AMQP_URL).split(",")[0])
         management_url = env.text("MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL, max_length=2048)
         parts = urlsplit(management_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
@@ -151,6 +154,10 @@ def introduction(
         f"{change}: change of ready + unacked per second over the last {RATE_WINDOW_S:g} s, "
         "+ grows, - drains"
     )
+    lines.append(
+        "online: a quorum queue's members (replicas) that are up, of all; leader: the node that "
+        "leads it"
+    )
     lines.append("the broker refreshes these counts every few seconds (5 s by default)")
     return "\n".join(lines)
 
@@ -201,8 +208,10 @@ def render(
     """One block: a header row, then a row per queue; change/s is measured over `recent`."""
     width = max(len(q) for q in queues) + 2
     has_rates = any(stats.in_rate is not None for stats in sample.values())
+    replicated = any(stats.members is not None for stats in sample.values())
     rates = f"{'in/s':>9}{'out/s':>9}" if has_rates else f"{'change/s':>10}"
-    lines = [f"{clock}  {'queue':<{width}}{'ready':>8}{'unacked':>9}{'consumers':>11}{rates}"]
+    header = f"{clock}  {'queue':<{width}}{'ready':>8}{'unacked':>9}{'consumers':>11}{rates}"
+    lines = [header + (f"{'online':>8}  leader" if replicated else "")]
     for queue in queues:
         stats = sample.get(queue)
         if stats is None:
@@ -213,8 +222,17 @@ def render(
             row += f"{stats.in_rate or 0.0:>9.1f}{stats.out_rate or 0.0:>9.1f}"
         else:
             row += f"{change_rate(queue, stats, recent, taken_at):>10}"
+        if replicated:
+            row += f"{replicas(stats):>8}  {stats.leader or '-'}"
         lines.append(row)
     return "\n".join(lines) + "\n"
+
+
+def replicas(stats: QueueStats) -> str:
+    """ "2/3": members online of all (a quorum queue), or "-" (a classic one)."""
+    if stats.members is None:
+        return "-"
+    return f"{stats.online}/{stats.members}"
 
 
 def change_rate(

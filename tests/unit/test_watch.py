@@ -148,7 +148,63 @@ def test_without_statistics_the_rates_come_from_depth_changes(api_with) -> None:
     assert rows(result.stdout, "service_a") == [["5", "0", "0", "-"], ["5", "0", "0", "+0.0"]]
 
 
+NODES = ["rabbit@rabbitmq", "rabbit@rabbitmq-2", "rabbit@rabbitmq-3"]
+
+
+def test_leaders_and_online_members_of_quorum_queues(api_with) -> None:
+    """A cluster with rabbitmq-2 down, as the management API of RabbitMQ 3.10 and 4.0 says it."""
+    online = [NODES[0], NODES[2]]
+    api = api_with(
+        [
+            {"name": "service_a", "messages_ready": 5, "type": "quorum", "node": NODES[2],
+             "leader": NODES[2], "members": NODES, "online": online,
+             "message_stats": {"publish_details": {"rate": 4.0}}},
+            # Just after its leader was lost: a new one elected, no counts yet.
+            {"name": "service_b", "messages_ready": None, "type": "quorum", "node": NODES[0],
+             "leader": NODES[0], "members": NODES, "online": online},
+            {"name": "dead_letter", "messages_ready": 0, "type": "classic", "node": NODES[0]},
+        ]
+    )  # fmt: skip
+    result = run_watch("--count", "1", AMQP_URL=URL, MANAGEMENT_URL=api.url)
+    assert result.returncode == 0, result.stderr
+    assert "online: a quorum queue's members (replicas) that are up, of all" in result.stdout
+    assert "in/s    out/s  online  leader\n" in result.stdout
+    assert rows(result.stdout, "service_a") == [["5", "0", "0", "4.0", "0.0", "2/3", NODES[2]]]
+    assert rows(result.stdout, "service_b") == [["0", "0", "0", "0.0", "0.0", "2/3", NODES[0]]]
+    assert rows(result.stdout, "dead_letter") == [["0", "0", "0", "0.0", "0.0", "-", "-"]]
+
+
+def test_an_amqp_url_of_several_nodes_gives_the_first_ones_vhost_and_user(api_with) -> None:
+    api = api_with([])
+    several = f"{URL},amqp://bob:other@rabbitmq-2:5672/other"
+    result = run_watch("--count", "1", AMQP_URL=several, MANAGEMENT_URL=api.url)
+    assert result.returncode == 0, result.stderr
+    credentials = base64.b64encode(b"alice:p@ss").decode()
+    assert api.requests == [("/api/queues/my%2Fvhost", f"Basic {credentials}")]
+
+
 # -- rabbitmqctl -------------------------------------------------------------------------------
+
+
+def test_rabbitmqctl_gives_leaders_and_online_members(tmp_path: Path) -> None:
+    """What `rabbitmqctl list_queues ... leader members online` prints (RabbitMQ 3.10, 4.0)."""
+    script = tmp_path / "rabbitmqctl"
+    queues = [
+        {"name": "service_a", "messages_ready": 7, "messages_unacknowledged": 1, "consumers": 2,
+         "leader": NODES[1], "members": NODES, "online": NODES},
+        {"name": "service_b", "messages_ready": 0, "messages_unacknowledged": 0, "consumers": 2,
+         "leader": NODES[0], "members": NODES, "online": NODES[:1]},
+        {"name": "dead_letter", "messages_ready": 0, "messages_unacknowledged": 0, "consumers": 0,
+         "leader": "", "members": "", "online": ""},  # a classic queue
+    ]  # fmt: skip
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(queues)}\nEOF\n")
+    script.chmod(0o755)
+    result = run_watch("--count", "1", MANAGEMENT_URL=CLOSED, RABBITMQCTL=str(script))
+    assert result.returncode == 0, result.stderr
+    assert "consumers  change/s  online  leader\n" in result.stdout
+    assert rows(result.stdout, "service_a") == [["7", "1", "2", "-", "3/3", NODES[1]]]
+    assert rows(result.stdout, "service_b") == [["0", "0", "2", "-", "1/3", NODES[0]]]
+    assert rows(result.stdout, "dead_letter") == [["0", "0", "0", "-", "-", "-"]]
 
 
 @pytest.mark.parametrize(
@@ -179,7 +235,7 @@ def test_rabbitmqctl_when_the_api_does_not_answer(
     assert all(float(f[3]) > 0 for f in figures[1:])  # the backlog grows
     calls = (tmp_path / "calls").read_text().splitlines()
     expected = "--node rabbit@fake list_queues -p my/vhost name messages_ready "
-    expected += "messages_unacknowledged consumers --formatter json"
+    expected += "messages_unacknowledged consumers leader members online --formatter json"
     assert calls == [expected] * 3
 
 
