@@ -50,7 +50,7 @@ def compose_bin() -> str:
     return path
 
 
-def compose_config(compose_bin: str, env_file: Path) -> dict:
+def compose_config(compose_bin: str, env_file: Path, *options: str) -> dict:
     """The model `docker compose config` resolves, with `env_file` in place of a .env file.
 
     Variables the compose file interpolates are removed from the environment Compose sees (a
@@ -62,7 +62,7 @@ def compose_config(compose_bin: str, env_file: Path) -> dict:
         for name, value in os.environ.items()
         if name not in interpolated and not name.startswith("COMPOSE_")
     }
-    command = [compose_bin, "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
+    command = [compose_bin, "-f", str(COMPOSE_FILE), "--env-file", str(env_file), *options]
     result = subprocess.run(
         [*command, "config", "--format", "json"],
         cwd=ROOT,

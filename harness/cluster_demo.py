@@ -1,0 +1,303 @@
+"""`python -m harness.cluster_demo` (`make cluster-demo`): the cluster demo, run and checked.
+
+Runs `docker compose -f docker-compose.yml -f docker-compose.cluster.yml` for real, under a
+project name of its own and on host ports of its own (so that a broker on 5672/15672 and the
+one-node demo are left alone), kills a node mid-run and checks what the README promises:
+
+1. three nodes form one cluster by themselves; once the apps have declared the queues, every
+   quorum queue has a member on each node and the leaders are spread over the nodes;
+2. `first` publishes NUMBER_OF_MESSAGES; once `last` has logged a quarter of them,
+   `docker compose kill rabbitmq-2` (SIGKILL: a crash);
+3. the pipeline carries on: every `seq-N` is logged by `last` exactly once as completed (a
+   redelivered message may also give a `duplicate` record), `first` exits 0, no app container
+   exits or restarts, and every queue ends empty, the dead-letter queue too;
+4. `docker compose start rabbitmq-2`: the node rejoins, and every queue has all three members
+   online again.
+
+It prints what it sees along the way (the leaders, the apps' connections, the figures), and ends
+with exit code 0 only if every check passed; the project's containers and volumes are removed
+at the end unless `--keep`. Needs Docker and Compose v2 (`docker compose`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from common.topology import PIPELINE_QUEUES
+from harness.processes import ROOT
+
+FILES = ("docker-compose.yml", "docker-compose.cluster.yml")
+NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+VICTIM = "rabbitmq-2"
+APPS = ("first", "service_a", "service_b", "service_c", "last")
+CONSUMERS = APPS[1:]
+# Replicas of each stage: the demo's 0.2-2 s of work per message and 10 workers give about
+# 9 messages/s per replica, so two or three of each make the run about half a minute long.
+SCALE = {"service_a": 2, "service_b": 3, "service_c": 2}
+KILL_AT = 0.25  # of the messages completed when the node is killed
+PORTS = {  # host ports, away from a broker on 5672/15672 and from the one-node demo
+    "RABBITMQ_AMQP_PORT": "5690",
+    "RABBITMQ_MANAGEMENT_PORT": "15690",
+    "RABBITMQ_2_MANAGEMENT_PORT": "15691",
+    "RABBITMQ_3_MANAGEMENT_PORT": "15692",
+}
+UP_TIMEOUT_S = 300  # building the image and three nodes' first start
+RUN_TIMEOUT_S = 300
+_RECORD = re.compile(r"^(?P<container>\S+)\s+\|\s(?P<json>\{.*\})\s*$")
+
+
+class DemoFailed(AssertionError):
+    """A check of the demo failed; the message says which and what was seen."""
+
+
+def say(line: str) -> None:
+    print(f"cluster-demo: {line}", flush=True)
+
+
+@dataclass
+class Compose:
+    project: str
+    files: Sequence[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> str:
+        command = ["docker", "compose", "-p", self.project]
+        for file in self.files:
+            command += ["-f", file]
+        result = subprocess.run(
+            [*command, *args],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise DemoFailed(f"docker compose {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+        return result.stdout
+
+    def records(self, service: str) -> list[tuple[str, dict]]:
+        """(container, record) for each JSON log record of `service`'s containers so far."""
+        found = []
+        for line in self("logs", "--no-color", service).splitlines():
+            match = _RECORD.match(line)
+            if match:
+                try:
+                    record = json.loads(match["json"])
+                except ValueError:
+                    continue  # a line cut short
+                found.append((match["container"], record))
+        return found
+
+    def rabbitmqctl(self, node: str, *args: str) -> str:
+        return self("exec", "-T", node, "rabbitmqctl", *args, timeout=60)
+
+    def queues(self, node: str = NODES[0]) -> dict[str, dict]:
+        columns = ("name", "messages", "leader", "members", "online")
+        output = self.rabbitmqctl(node, "list_queues", *columns, "--formatter", "json")
+        return {queue["name"]: queue for queue in json.loads(output)}
+
+    def containers(self) -> list[dict]:
+        """`docker compose ps -a` as records (Name, Service, State, ExitCode, ...)."""
+        output = self("ps", "--all", "--format", "json")
+        text = output.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(1)
+
+
+def completed(compose: Compose) -> dict[str, list[str]]:
+    """seq -> the broker_message_ids `last` logged as completed for it."""
+    seen: dict[str, list[str]] = {}
+    for _, record in compose.records("last"):
+        if record.get("message") == "completed":
+            seen.setdefault(record["history"][0], []).append(record["broker_message_id"])
+    return seen
+
+
+def spread(queues: dict[str, dict]) -> str:
+    leaders = Counter(queues[name]["leader"] for name in PIPELINE_QUEUES)
+    return ", ".join(f"{node} leads {n}" for node, n in sorted(leaders.items()))
+
+
+def check_replicas(queues: dict[str, dict], online: int) -> None:
+    for name in (*PIPELINE_QUEUES, "dead_letter"):
+        queue = queues.get(name)
+        if queue is None:
+            raise DemoFailed(f"no queue {name}: {sorted(queues)}")
+        members = {node.split("@")[1] for node in queue["members"]}
+        if members != set(NODES) or len(queue["online"]) != online:
+            raise DemoFailed(f"queue {name}: members {queue['members']}, online {queue['online']}")
+
+
+def connections(compose: Compose) -> Counter[str]:
+    """How many app containers are connected to each node now (their last `connected`)."""
+    last_url: dict[str, str] = {}
+    for service in APPS:
+        for container, record in compose.records(service):
+            if record.get("message") == "connected":
+                last_url[container] = str(record.get("url", "?"))
+    nodes = Counter()
+    for url in last_url.values():
+        match = re.search(r"@([^:/,]+)", url)
+        nodes[match[1] if match else url] += 1
+    return nodes
+
+
+def run_demo(compose: Compose, messages: int) -> None:
+    say(f"project {compose.project}: {' + '.join(compose.files)}, {messages} messages")
+    compose("down", "--volumes", "--remove-orphans", timeout=180)
+    scale = [arg for stage, n in SCALE.items() for arg in ("--scale", f"{stage}={n}")]
+    started = time.monotonic()
+    compose("up", "--build", "--detach", *scale, timeout=UP_TIMEOUT_S)
+    say(f"up in {time.monotonic() - started:.0f} s (nodes healthy, apps started)")
+
+    status = json.loads(compose.rabbitmqctl(NODES[0], "cluster_status", "--formatter", "json"))
+    running = sorted(status["running_nodes"])
+    if running != sorted(f"rabbit@{node}" for node in NODES):
+        raise DemoFailed(f"the nodes did not form one cluster: running {running}")
+    say(f"one cluster: {', '.join(running)}")
+    queues = wait_for(
+        lambda: (q := compose.queues()) and all(n in q for n in PIPELINE_QUEUES) and q,
+        60,
+        "the apps to declare the queues",
+    )
+    check_replicas(queues, online=len(NODES))
+    leaders = {queues[name]["leader"] for name in PIPELINE_QUEUES}
+    if len(leaders) < 2:
+        raise DemoFailed(f"the queue leaders are not spread: {spread(queues)}")
+    say(f"every queue has a member on each node; leaders: {spread(queues)}")
+
+    wait_for(
+        lambda: len(completed(compose)) >= messages * KILL_AT,
+        RUN_TIMEOUT_S,
+        f"{KILL_AT:.0%} of the messages to complete",
+    )
+    before = connections(compose)
+    say(f"apps connected per node: {dict(before)}")
+    done = len(completed(compose))
+    compose("kill", VICTIM)
+    killed_at = time.monotonic()
+    say(f"killed {VICTIM} with {done} of {messages} messages completed")
+    queues = wait_for(
+        lambda: (
+            (q := compose.queues())
+            and all(q[n]["leader"] != f"rabbit@{VICTIM}" for n in PIPELINE_QUEUES)
+            and q
+        ),
+        60,
+        f"new leaders for the queues {VICTIM} led",
+    )
+    check_replicas(queues, online=len(NODES) - 1)
+    say(f"2 of 3 members online; leaders now: {spread(queues)}")
+
+    seen = wait_for(
+        lambda: len(s := completed(compose)) >= messages and s,
+        RUN_TIMEOUT_S,
+        f"all {messages} messages to complete",
+    )
+    say(f"all {messages} completed {time.monotonic() - killed_at:.0f} s after the kill")
+    say(f"apps connected per node now: {dict(connections(compose))}")
+    check_outcome(compose, messages, seen)
+
+    compose("start", VICTIM)
+    wait_for(
+        lambda: all(len(q["online"]) == len(NODES) for q in compose.queues().values()),
+        120,
+        f"{VICTIM} to rejoin and every queue to have its members online",
+    )
+    say(f"{VICTIM} rejoined: every queue has its 3 members online")
+
+
+def check_outcome(compose: Compose, messages: int, seen: dict[str, list[str]]) -> None:
+    expected = {f"seq-{n}" for n in range(1, messages + 1)}
+    if set(seen) != expected:
+        missing = sorted(expected - set(seen))[:10]
+        raise DemoFailed(f"completed {len(seen)} distinct messages, not {messages}: {missing}")
+    twice = {seq: ids for seq, ids in seen.items() if len(ids) > 1}
+    if twice:
+        raise DemoFailed(f"messages logged as completed twice: {dict(list(twice.items())[:5])}")
+    duplicates = sum(1 for _, r in compose.records("last") if r.get("message") == "duplicate")
+    states = {
+        c["Name"]: (c["Service"], c["State"], c.get("ExitCode")) for c in compose.containers()
+    }
+    for name, (service, state, code) in states.items():
+        if service == "first" and (state, code) != ("exited", 0):
+            raise DemoFailed(f"{name} is {state} with exit code {code}, not exited 0")
+        if service in CONSUMERS and state != "running":
+            raise DemoFailed(f"{name} is {state} (exit code {code}): an app died")
+    restarts = {
+        name: count
+        for name in states
+        if states[name][0] in APPS
+        and (count := int(subprocess.check_output(
+            ["docker", "inspect", "--format", "{{.RestartCount}}", name], text=True
+        )))
+    }  # fmt: skip
+    if restarts:
+        raise DemoFailed(f"app containers restarted: {restarts}")
+    queues = wait_for(
+        lambda: (q := compose.queues()) and all(x["messages"] == 0 for x in q.values()) and q,
+        60,
+        "every queue to be empty",
+    )
+    say(
+        f"checked: {messages} of {messages} completed once each ({duplicates} duplicate "
+        f"deliveries recognised), first exited 0, no app died or restarted, "
+        f"{len(queues)} queues empty (dead_letter included)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.cluster_demo", description=__doc__)
+    parser.add_argument("--messages", type=int, default=400, help="messages first publishes")
+    parser.add_argument("--project", default="rabbitholemq-cluster-demo", help="compose project")
+    parser.add_argument(
+        "--file", action="append", default=[], help="one more compose file (as docker compose -f)"
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    args = parser.parse_args(argv)
+    env = {
+        **PORTS,
+        "NUMBER_OF_MESSAGES": str(args.messages),
+        "RABBITMQ_ERLANG_COOKIE": secrets.token_hex(16),
+    }
+    compose = Compose(args.project, [*FILES, *args.file], env)
+    try:
+        run_demo(compose, args.messages)
+    except DemoFailed as error:
+        say(f"FAILED: {error}")
+        return 1
+    finally:
+        if args.keep:
+            say(f"kept running: docker compose -p {args.project} -f {' -f '.join(compose.files)}")
+        else:
+            compose("down", "--volumes", "--remove-orphans", timeout=180, check=False)
+    say("passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
