@@ -17,7 +17,7 @@ IMAGE_PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/py
 IMAGE_VENV := .venv-3.12
 
 .PHONY: test test-unit test-unit-image-python lint format venv compose-bin reliability report \
-	watch bench clean
+	watch bench clean cluster-demo
 
 # Everything: lint, the unit tests on the image's Python, then every test (unit, integration,
 # faults) against the broker at AMQP_URL, or a throwaway one in Docker (see the README).
@@ -95,6 +95,12 @@ bench: $(BENCH_STAMP)
 $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $@
+
+# The three-node cluster demo, run for real in Docker (never part of `make test`): a node killed
+# mid-run, every message checked (harness/cluster_demo.py). More flags: CLUSTER_DEMO_ARGS=--keep.
+CLUSTER_DEMO_ARGS ?=
+cluster-demo: venv
+	$(BIN)/python -m harness.cluster_demo $(CLUSTER_DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) $(IMAGE_VENV) .pytest_cache .ruff_cache .hypothesis
