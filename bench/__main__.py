@@ -80,6 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     machine = report.machine()
     progress(f"bench: {len(args.contenders)} contenders, N={args.messages:,}, logs in {runs_dir}")
 
+    try:
+        run_all(args, session)
+    finally:
+        session.close()
+
+    text = report.render(session, machine, command)
+    print(text)
+    if args.write:
+        report.write(args.write, text)
+        progress(f"written to {args.write}")
+    if args.json:
+        args.json.write_text(json.dumps(report.as_json(session), indent=1) + "\n")
+    progress(f"bench: done in {session.elapsed() / 60:.1f} min")
+    return 0
+
+
+def run_all(args: argparse.Namespace, session: Session) -> None:
+    """Every run the arguments ask for, one after another, into `session`."""
     for repeat in range(1, args.repeat + 1):
         progress(f"throughput, run {repeat}/{args.repeat}")
         for contender in args.contenders:
@@ -117,16 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_profile and wants_project:
         progress("profile: this project with py-spy on service_b and last")
         session.profile = session.run(project, "profile", profile=True)
-
-    text = report.render(session, machine, command)
-    print(text)
-    if args.write:
-        report.write(args.write, text)
-        progress(f"written to {args.write}")
-    if args.json:
-        args.json.write_text(json.dumps(report.as_json(session), indent=1) + "\n")
-    progress(f"bench: done in {session.elapsed() / 60:.1f} min")
-    return 0
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class Contender:
     notes: str
     packages: tuple[str, ...] = ()
     queue_type: str | None = None  # forced queue type, if not the run's
+    cluster: bool = False  # runs on the bench's three-node PrivateCluster, not the shared broker
 
     def check(self) -> str | None:
         """None if the contender's packages are installed here, or which are not."""
@@ -63,6 +64,20 @@ CONTENDERS = {
             "output, message validation and dead-lettering; `PREFETCH` 100 (its default; the "
             "compose demo sets 20 for its slow random work); `LOG_LEVEL=WARNING`",
             ("pika",),
+        ),
+        Contender(
+            "project-cluster",
+            "this project, three-node cluster",
+            "bench.project",
+            project.plan,
+            "as *this project*, on a cluster of three RabbitMQ nodes instead of one: private "
+            "nodes on this machine (`harness.private_cluster`, the same settings as the compose "
+            "cluster demo), every quorum queue replicated on all three, leaders spread over "
+            "them, each process given all three nodes in `AMQP_URL`. A message is confirmed once "
+            "two of three nodes hold it; on one machine the nodes share its two cores, so this "
+            "row shows what replication costs in CPU and latency, not in network",
+            ("pika",),
+            cluster=True,
         ),
         Contender(
             "project-classic",

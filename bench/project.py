@@ -23,7 +23,7 @@ NOTES = (
 
 def plan(vhost: Vhost, spec: RunSpec) -> Plan:
     common = {
-        "AMQP_URL": vhost.url,
+        "AMQP_URL": ",".join(vhost.node_urls),  # every node of a cluster
         "QUEUE_TYPE": spec.queue_type,
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",

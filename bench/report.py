@@ -350,6 +350,38 @@ def targets(session: Session) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+def replication_section(session: Session) -> list[str]:
+    """What the three-node cluster costs against one node, where both were measured."""
+    figures = _figures(session.main)
+    one, three = figures.get("project"), figures.get("project-cluster")
+    if not (one and three and one.measured and three.measured):
+        return []
+    per_run = _paired(session.main["project-cluster"], session.main["project"], lambda r: r.rate)
+    return [
+        "### What replication costs: three nodes against one",
+        "",
+        "| figure | one node | three-node cluster | cluster / one node |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {label} | {_num(a, digits)} | {_num(b, digits)} | {b / a:.2f} |"
+            for label, a, b, digits in (
+                ("msg/s", one.rate, three.rate, 0),
+                ("p50 ms", one.p50, three.p50, 0),
+                ("p99 ms", one.p99, three.p99, 0),
+                ("pipeline CPU s / 1k msgs", one.cpu, three.cpu, 2),
+                ("broker CPU s / 1k msgs (all nodes)", one.broker_cpu, three.broker_cpu, 2),
+            )
+            if a > 0 and not math.isnan(b)
+        ),
+        "",
+        "The same processes and workload; the cluster's nodes run on this machine too, so "
+        "they share its cores with each other and with the pipeline. Rate ratio per run: "
+        + (", ".join(f"{r:.2f}" for r in per_run) or "-")
+        + ".",
+        "",
+    ]
+
+
 def targets_table(session: Session) -> list[str]:
     lines = ["| target | measured | ratio | |", "|---|---|---|---|"]
     for target, measured, ratio, met in targets(session):
@@ -444,6 +476,7 @@ def render(session: Session, machine_info: dict[str, str], command: str) -> str:
         "",
         *(f"- **{CONTENDERS[name].title}**: {CONTENDERS[name].notes}." for name in session.main),
         "",
+        *replication_section(session),
     ]
     if session.steady:
         lines += [

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import pika.exceptions
 
 from common.topology import SINK_QUEUE, STAGES
-from harness.broker import Vhost, broker_url
+from harness.broker import Vhost
 from harness.processes import PYTHON, Proc, python_module
 from last.tally import percentile
 
@@ -193,25 +193,27 @@ class Sampler:
                 proc.sample()
 
 
-def broker_pid() -> int | None:
-    """The broker's OS process, if it runs on this machine (for its CPU time): the process
-    listening on AMQP_URL's port. (Other RabbitMQ nodes may run here too, and rabbitmqctl runs
-    an Erlang VM of its own.)"""
+def broker_pids(urls: Sequence[str]) -> list[int] | None:
+    """The broker's OS processes, if they run on this machine (for their CPU time): the process
+    listening on each node's AMQP port (one node, or each node of a cluster). None if any of
+    them is not found here. (Other RabbitMQ nodes may run here too, and rabbitmqctl runs an
+    Erlang VM of its own.)"""
     if psutil is None:
         return None
-    port = urlsplit(broker_url()).port or 5672
+    ports = {urlsplit(url).port or 5672 for url in urls}
+    pids: dict[int, int] = {}
     with contextlib.suppress(psutil.Error, OSError):
         for connection in psutil.net_connections(kind="tcp"):
-            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
-                return connection.pid
-    return None
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port in ports:
+                pids[connection.laddr.port] = connection.pid
+    return sorted(pids.values()) if len(pids) == len(ports) else None
 
 
-def broker_cpu(pid: int | None) -> float | None:
-    if pid is None:
+def broker_cpu(pids: list[int] | None) -> float | None:
+    if pids is None:
         return None
-    sample = _read_pid(pid)
-    return sample.cpu if sample else None
+    samples = [_read_pid(pid) for pid in pids]
+    return sum(s.cpu for s in samples if s) if all(samples) else None
 
 
 class Completions:
@@ -473,8 +475,8 @@ def run_plan(
                 time.sleep(1.0)  # py-spy attaches
             for proc in procs:
                 proc.mark_baseline()
-            beam = broker_pid()
-            beam_before = broker_cpu(beam)
+            beams = broker_pids(plan.vhost.node_urls)
+            beam_before = broker_cpu(beams)
             result.load = os.getloadavg()[0]
             publisher = Metered(plan.publisher, logdir)
             procs.append(publisher)
@@ -483,8 +485,12 @@ def run_plan(
             for proc in procs:
                 proc.poll()
                 proc.sample()
-            beam_after = broker_cpu(beam)
-            if beam_before is not None and beam_after is not None and broker_pid() == beam:
+            beam_after = broker_cpu(beams)
+            if (
+                beam_before is not None
+                and beam_after is not None
+                and broker_pids(plan.vhost.node_urls) == beams
+            ):
                 result.broker_cpu_s = beam_after - beam_before
             elif beam_before is not None:
                 result.status += " (the broker restarted during the run)"

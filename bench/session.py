@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.contenders import Contender
 from bench.runs import Limits, RunResult, RunSpec, run_plan
 from harness.broker import Vhost
+from harness.private_cluster import ClusterVhost, PrivateCluster
 
 
 @dataclass
@@ -26,9 +27,25 @@ class Session:
     steady_rate: float = 0.0
     scaling: dict[int, list[RunResult]] = field(default_factory=dict)
     profile: RunResult | None = None
+    cluster: PrivateCluster | None = None  # started for the first contender that needs it
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def close(self) -> None:
+        """Stop what the session started (the cluster, if any)."""
+        if self.cluster is not None:
+            self.cluster.destroy(keep_logs_in=self.runs_dir)
+            self.cluster = None
+
+    def _vhost(self, contender: Contender, label: str) -> Vhost:
+        if not contender.cluster:
+            return Vhost(label=f"bench-{label}")
+        if self.cluster is None:
+            self.cluster = PrivateCluster(self.runs_dir / "cluster")
+            self.log("starting a three-node cluster of private RabbitMQ nodes")
+            self.cluster.start()
+        return ClusterVhost(self.cluster, label=f"bench-{label}")
 
     def run(self, contender: Contender, label: str, **spec: object) -> RunResult:
         messages = int(spec.pop("messages", self.args.messages))
@@ -44,7 +61,7 @@ class Session:
         run_spec = RunSpec(label, messages, logdir, queue_type=queue_type, **spec)
         limits = Limits(stall=self.args.stall, run=self.args.run_deadline)
         try:
-            vhost = Vhost(label=f"bench-{label}")
+            vhost = self._vhost(contender, label)
         except Exception as error:
             return RunResult(contender.name, messages, status=f"failed: no vhost: {error}")
         result = run_plan(contender.plan(vhost, run_spec), logdir, limits, log=self.log)

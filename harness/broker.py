@@ -65,6 +65,11 @@ class Vhost:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             rabbitmqctl("delete_vhost", self.name)
 
+    @property
+    def node_urls(self) -> list[str]:
+        """The URL of each node that serves this vhost: one, but for a cluster's."""
+        return [self.url]
+
     @contextmanager
     def channel(self) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
         connection = connect(self.url)

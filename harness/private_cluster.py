@@ -144,10 +144,6 @@ class PrivateCluster:
             timeout=timeout + 10,
         )  # fmt: skip
 
-    def urls(self, vhost: str) -> str:
-        """AMQP_URL for every node, in node order: each process shuffles it for itself."""
-        return ",".join(with_vhost(node.url, vhost) for node in self.nodes)
-
 
 class ClusterVhost(Vhost):
     """A virtual host of its own on the cluster, with `Vhost`'s helpers (depth, drain, ...).
@@ -167,8 +163,13 @@ class ClusterVhost(Vhost):
         return with_vhost(self.cluster.any_running().url, self.name)
 
     @property
+    def node_urls(self) -> list[str]:
+        return [with_vhost(node.url, self.name) for node in self.cluster.nodes]
+
+    @property
     def urls(self) -> str:
-        return self.cluster.urls(self.name)
+        """AMQP_URL naming every node, in node order: each process shuffles it for itself."""
+        return ",".join(self.node_urls)
 
     def delete(self) -> None:
         with contextlib.suppress(AssertionError):
