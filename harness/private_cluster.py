@@ -31,8 +31,7 @@ from harness.processes import wait_for
 
 SIZE = 3
 READY_TIMEOUT_S = 90  # three nodes booting at once on two cores: 15-30 s here
-# What `cluster_status` lists once every node is back (and what the nodes' own view agrees on).
-CLUSTERED_TIMEOUT_S = 60
+CLUSTERED_TIMEOUT_S = 60  # for `cluster_status` to list every node running once all answer
 QUEUE_COLUMNS = ("name", "leader", "members", "online")
 
 
@@ -72,23 +71,24 @@ class PrivateCluster:
         self.wait_until_whole()
 
     def wait_until_whole(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait until every node takes AMQP connections and the first sees all running."""
         for node in self.nodes:
             node.wait_until_ready(timeout)
         expected = sorted(node.node for node in self.nodes)
-        for node in self.nodes:
-            wait_for(
-                lambda node=node: sorted(self.running_nodes(node)) == expected,
-                CLUSTERED_TIMEOUT_S,
-                f"{node.node} to see all of {expected} running",
-                interval=0.5,
-            )
+        wait_for(
+            lambda: sorted(self.running_nodes(self.nodes[0])) == expected,
+            CLUSTERED_TIMEOUT_S,
+            f"{self.nodes[0].node} to see all of {expected} running",
+            interval=0.5,
+        )
 
     def restore(self) -> None:
         """Start every node that is down, and wait until the cluster is whole again."""
-        for node in self.nodes:
-            if not node.running:
-                node.start()
-        self.wait_until_whole()
+        down = [node for node in self.nodes if not node.running]
+        for node in down:
+            node.start()
+        if down:
+            self.wait_until_whole()
 
     def destroy(self, keep_logs_in: Path | None = None) -> None:
         errors = []
