@@ -29,13 +29,14 @@ def test_every_setting_the_code_reads_is_in_the_readme_table() -> None:
     assert names <= rows, f"missing from the README table: {sorted(names - rows)}"
 
 
-def test_every_variable_the_compose_file_interpolates_is_in_the_readme() -> None:
-    compose = (ROOT / "docker-compose.yml").read_text()
-    for name in set(re.findall(r"\$\{([A-Z_]+)", compose)):
-        assert f"`{name}`" in README, name
+def test_every_variable_the_compose_files_interpolate_is_in_the_readme() -> None:
+    for compose_file in ("docker-compose.yml", "docker-compose.cluster.yml"):
+        compose = (ROOT / compose_file).read_text()
+        for name in set(re.findall(r"\$\{([A-Z0-9_]+)", compose)):
+            assert f"`{name}`" in README, (compose_file, name)
 
 
 def test_the_make_targets_the_readme_names_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    for target in set(re.findall(r"`make (\w+)", README)):
+    for target in set(re.findall(r"`make ([\w-]+)", README)):
         assert re.search(rf"^{target}:", makefile, re.M), target
