@@ -170,7 +170,7 @@ def test_rolling_restart(start, vhost, cluster: PrivateCluster) -> None:
     run.wait_until_completed(0.05, timeout=60)
     restarts = []
     for node in cluster.nodes:
-        assert run.firsts[0].running, "first finished before the last restart"
+        assert run.distinct_completed() < COUNT, "the run ended before the last restart"
         cluster.await_quorum_plus_one(node)  # a rolling restart's rule: never below a majority
         began = time.monotonic()
         node.stop()
