@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import pika
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+URL_SEPARATOR = ","  # between the nodes of a cluster in AMQP_URL; a URL itself has no bare comma
+ALLOWED_URL = "a URL like amqp://user:password@host:5672/%2F (or amqps://)"
 QUEUE_TYPES = ("quorum", "classic")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -102,24 +104,37 @@ class Env:
 
     def amqp_url(self, name: str, default: str) -> str:
         value = self._raw(name)
+        return default if value is None else _checked_amqp_url(name, value)
+
+    def amqp_urls(self, name: str, default: str) -> tuple[str, ...]:
+        """One broker URL, or several separated by commas: the nodes of one cluster."""
+        value = self._raw(name)
         if value is None:
-            return default
-        allowed = "a URL like amqp://user:password@host:5672/%2F (or amqps://)"
-        try:
-            parts = urlsplit(value)
-            valid = parts.scheme in ("amqp", "amqps") and bool(parts.hostname)
-            valid = valid and (parts.port is None or parts.port > 0)
-        except ValueError:  # say, a port that is not a number: too broken to show
-            raise SettingsError(name, "<unparseable>", allowed) from None
-        if not valid:
-            raise SettingsError(name, redact_url(value), allowed)
-        if parts.username is not None and parts.password is None:
-            raise SettingsError(name, value, f"{allowed}: a user needs its password")
-        try:
-            pika.URLParameters(value)  # the query string: ?heartbeat=, ?channel_max= ...
-        except Exception as error:
-            raise SettingsError(name, redact_url(value), f"{allowed}: {error}") from None
-        return value
+            return (default,)
+        urls = tuple(url.strip() for url in value.split(URL_SEPARATOR))
+        if not all(urls):
+            shown = URL_SEPARATOR.join(redact_url(url) for url in urls)
+            raise SettingsError(name, shown, f"{ALLOWED_URL}, or several separated by commas")
+        return tuple(_checked_amqp_url(name, url) for url in urls)
+
+
+def _checked_amqp_url(name: str, value: str) -> str:
+    """`value` if it is a broker URL pika can use, else SettingsError (never showing a password)."""
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("amqp", "amqps") and bool(parts.hostname)
+        valid = valid and (parts.port is None or parts.port > 0)
+    except ValueError:  # say, a port that is not a number: too broken to show
+        raise SettingsError(name, "<unparseable>", ALLOWED_URL) from None
+    if not valid:
+        raise SettingsError(name, redact_url(value), ALLOWED_URL)
+    if parts.username is not None and parts.password is None:
+        raise SettingsError(name, value, f"{ALLOWED_URL}: a user needs its password")
+    try:
+        pika.URLParameters(value)  # the query string: ?heartbeat=, ?channel_max= ...
+    except Exception as error:
+        raise SettingsError(name, redact_url(value), f"{ALLOWED_URL}: {error}") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -139,7 +154,7 @@ class LogSettings:
 class BrokerSettings:
     """How to reach the broker and how queues are shaped; shared by every process."""
 
-    amqp_url: str
+    amqp_urls: tuple[str, ...]  # one node, or the nodes of a cluster
     heartbeat: int
     connect_timeout: float
     queue_type: str
@@ -150,7 +165,7 @@ class BrokerSettings:
     @classmethod
     def from_env(cls, env: Env) -> BrokerSettings:
         return cls(
-            amqp_url=env.amqp_url("AMQP_URL", DEFAULT_AMQP_URL),
+            amqp_urls=env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL),
             heartbeat=env.integer("HEARTBEAT", 60, minimum=1, maximum=3600),
             connect_timeout=env.number("CONNECT_TIMEOUT", 60.0, minimum=0.0, maximum=86400.0),
             queue_type=env.choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
@@ -161,4 +176,5 @@ class BrokerSettings:
 
     @property
     def display_url(self) -> str:
-        return redact_url(self.amqp_url)
+        """The broker's URL (or the cluster's URLs), fit for logs."""
+        return URL_SEPARATOR.join(redact_url(url) for url in self.amqp_urls)

@@ -244,7 +244,7 @@ def test_redact_url(url: str, redacted: str) -> None:
 def test_broker_settings_defaults() -> None:
     settings = BrokerSettings.from_env(Env({}))
     assert settings == BrokerSettings(
-        amqp_url=DEFAULT_AMQP_URL,
+        amqp_urls=(DEFAULT_AMQP_URL,),
         heartbeat=60,
         connect_timeout=60.0,
         queue_type="quorum",
@@ -269,11 +269,35 @@ def test_broker_settings_from_env() -> None:
             }
         )
     )
-    assert settings.amqp_url == f"amqps://me:{PASSWORD}@mq:5671/prod"
+    assert settings.amqp_urls == (f"amqps://me:{PASSWORD}@mq:5671/prod",)
     assert settings.display_url == "amqps://me:***@mq:5671/prod"
     assert (settings.heartbeat, settings.connect_timeout) == (30, 2.5)
     assert (settings.queue_type, settings.delivery_limit) == ("classic", 3)
     assert (settings.dead_letter_queue, settings.max_body_bytes) == ("graveyard", 64)
+
+
+def test_several_nodes_in_amqp_url() -> None:
+    raw = f"amqp://me:{PASSWORD}@mq-1:5672/%2F, amqp://me:{PASSWORD}@mq-2:5672/%2F"
+    settings = BrokerSettings.from_env(Env({"AMQP_URL": raw}))
+    assert settings.amqp_urls == (
+        f"amqp://me:{PASSWORD}@mq-1:5672/%2F",
+        f"amqp://me:{PASSWORD}@mq-2:5672/%2F",
+    )
+    assert settings.display_url == "amqp://me:***@mq-1:5672/%2F,amqp://me:***@mq-2:5672/%2F"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        (f"amqp://me:{PASSWORD}@mq-1/%2F,", "amqp://me:***@mq-1/%2F,"),
+        (f"amqp://me:{PASSWORD}@mq-1/%2F,,amqp://mq-2", "amqp://me:***@mq-1/%2F,,amqp://mq-2"),
+        (f"amqp://me:{PASSWORD}@mq-1/%2F,http://me:{PASSWORD}@mq-2", "http://me:***@mq-2"),
+    ],
+)
+def test_a_bad_node_in_amqp_url_is_named_without_passwords(raw: str, shown: str) -> None:
+    message = error_of(lambda: BrokerSettings.from_env(Env({"AMQP_URL": raw})))
+    assert_names(message, "AMQP_URL", shown, "a URL like amqp://user:password@host:5672/%2F")
+    assert PASSWORD not in message
 
 
 @pytest.mark.parametrize(
