@@ -14,14 +14,23 @@ their delivery tags mean nothing (or something else) on the new channel.
 Outcomes of the handler:
 - returns a Message: publish it to the next queue, ack the input once confirmed;
 - returns None: ack (the message ends here);
-- raises InvalidMessage (or the body does not decode): dead-letter with the reason, then ack;
+- raises InvalidMessage, or the message does not decode, or its history did not come through
+  the stages before this queue in order (`common.topology.stages_before`): dead-letter with the
+  reason, then ack;
 - raises anything else: requeue for another try, and dead-letter with the error on the
   DELIVERY_LIMIT-th delivery. Quorum queues count deliveries (on RabbitMQ 3.x every return
   counts, a crash's too); classic queues count nothing, so there a failure on a redelivered
   message, whatever brought it back, is the last.
 
-On SIGTERM the consumer is cancelled and every message in hand is finished: handing unstarted
-ones back would count as a delivery against the limit.
+A dead letter is the original body with the original's properties, plus why, where and when it
+failed in `x-error-*` headers. The original headers come along only while they are small
+(MAX_CARRIED_HEADERS): a copy must always fit in the broker's frame, or the dead-lettering itself
+would fail on every redelivery.
+
+On SIGTERM the consumer is cancelled and every message in hand is finished, as is every delivery
+the broker sent before it saw the cancel: handing any of them back would count as a delivery
+against the limit. The "stopped" line counts what was finished and what (at DRAIN_TIMEOUT) was
+left for the broker to redeliver.
 """
 
 from __future__ import annotations
@@ -36,17 +45,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pika
+import pika.exceptions
 from pika.channel import Channel
 from pika.spec import Basic
 
 from common.connection import ReconnectingConnection, describe
+from common.frames import undecodable_reason
 from common.messages import InvalidMessage, Message
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env, SettingsError
+from common.topology import stages_before
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Message | None]
+# Bounds on a dead letter's properties, far inside the broker's smallest frame (4 KiB is the
+# AMQP minimum, 128 KiB RabbitMQ's default): the reason and where it failed always fit.
+MAX_CARRIED_HEADERS = 2048  # bytes of the original's headers carried over; more are dropped
+MAX_REASON = 1000  # characters of x-error-reason
 
 
 @dataclass(frozen=True)
@@ -122,22 +138,32 @@ class _ChannelState:
     unsettled: dict[int, Delivery] = field(default_factory=dict)
     to_ack: set[int] = field(default_factory=set)
     ack_flush_scheduled: bool = False
+    cancelled: bool = False  # the drain has cancelled the consumer
+    after_cancel: int = 0  # deliveries the broker sent before it saw the cancel
 
 
 class Consumer:
+    """Consumes `settings.queue` with `handler` on `settings.workers` threads; publishes what the
+    handler returns to `next_queue` (None: the handler's result must be None, the sink).
+
+    `connect` builds the connection (a seam for the unit tests, which pass a fake)."""
+
     def __init__(
         self,
         broker: BrokerSettings,
         settings: ConsumerSettings,
         handler: Handler,
         next_queue: str | None = None,
+        *,
+        connect: Callable[..., ReconnectingConnection] = ReconnectingConnection,
     ) -> None:
         self._broker = broker
         self._settings = settings
         self._handler = handler
         self._next_queue = next_queue
+        self._stages_before = stages_before(settings.queue)
         queues = [settings.queue, *([next_queue] if next_queue else []), broker.dead_letter_queue]
-        self.connection = ReconnectingConnection(broker, self, queues, settings.prefetch)
+        self.connection = connect(broker, self, queues, settings.prefetch)
         self._work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         # Results travel back in a deque; a worker wakes the I/O thread only when no wake-up
         # is pending already, so a burst of results costs one wake-up, not one each.
@@ -148,6 +174,7 @@ class Consumer:
         self._generation = 0  # read by workers: an int is swapped atomically
         self._state: _ChannelState | None = None
         self._draining = False
+        self._finished_in_drain = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -192,20 +219,27 @@ class Consumer:
         if self._draining:  # nothing left to finish: the broker redelivers what was in hand
             self.connection.stop()
 
+    def waiting_for_work(self) -> bool:
+        return self._state is not None and not self._state.unsettled
+
     # -- I/O thread ----------------------------------------------------------------------------
 
     def _on_message(
         self,
-        _channel: Channel,
+        channel: Channel,
         method: Basic.Deliver,
         properties: pika.BasicProperties,
         body: bytes,
     ) -> None:
-        assert self._state is not None
+        state = self._state
+        if state is None or state.channel is not channel:
+            return  # a channel we have given up: its deliveries go back to the queue with it
         delivery = Delivery(
-            self._state.generation, method.delivery_tag, method.redelivered, properties, body
+            state.generation, method.delivery_tag, method.redelivered, properties, body
         )
-        self._state.unsettled[delivery.tag] = delivery
+        state.unsettled[delivery.tag] = delivery
+        if state.cancelled:
+            state.after_cancel += 1
         self._work.put(delivery)
 
     def _current(self, delivery: Delivery) -> _ChannelState | None:
@@ -286,24 +320,28 @@ class Consumer:
 
     def _dead_letter_properties(self, delivery: Delivery, reason: str) -> pika.BasicProperties:
         """The original's properties, plus why and where it failed, in `x-error-*` headers."""
-        error = {
-            "x-error-reason": reason,
+        error: dict[str, object] = {
+            "x-error-reason": reason[:MAX_REASON],
             "x-error-queue": self._settings.queue,
             "x-error-at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
-        original = delivery.properties.headers
         properties = pika.BasicProperties(
             content_type=_printable(delivery.properties.content_type),
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=_printable(delivery.properties.message_id),
-            headers={**(original if isinstance(original, dict) else {}), **error},
+            headers=error,
         )
-        try:
-            properties.encode()
-        except Exception:
-            # pika decodes some header types it cannot encode again (floats): drop the originals
-            # rather than fail to dead-letter.
-            properties.headers = error
+        original = delivery.properties.headers
+        if isinstance(original, dict) and original and undecodable_reason(original) is None:
+            size = _encoded_size(original)
+            if size is None:
+                # pika decodes some header types it cannot encode again (floats): drop them
+                # rather than fail to dead-letter.
+                error["x-error-headers-dropped"] = "the original headers cannot be re-encoded"
+            elif size > MAX_CARRIED_HEADERS:
+                error["x-error-headers-dropped"] = f"the original headers ({size} bytes)"
+            else:
+                properties.headers = {**original, **error}
         return properties
 
     def _attempt(self, delivery: Delivery) -> int:
@@ -327,6 +365,7 @@ class Consumer:
             return
         state.channel.basic_nack(delivery.tag, requeue=True)
         del state.unsettled[delivery.tag]
+        self.connection.note_progress()
         self._finish_drain_if_done()
 
     def _flush_acks(self, state: _ChannelState) -> None:
@@ -347,7 +386,10 @@ class Consumer:
         for tag in state.to_ack.difference(run):
             state.channel.basic_ack(tag)
             del state.unsettled[tag]
+        if self._draining:
+            self._finished_in_drain += len(state.to_ack)
         state.to_ack.clear()
+        self.connection.note_progress()
         self._finish_drain_if_done()
 
     def _drain(self) -> None:
@@ -359,20 +401,38 @@ class Consumer:
             self.connection.stop()
             return
         if state.consumer_tag:
-            state.channel.basic_cancel(state.consumer_tag)
+            _cancel_keeping_deliveries_in_flight(state.channel, state.consumer_tag)
+            state.cancelled = True
         log.info("stopping: finishing messages in hand", extra={"in_hand": len(state.unsettled)})
         self.connection.call_later(self._settings.drain_timeout, self._drain_timed_out)
         self._finish_drain_if_done()
 
     def _finish_drain_if_done(self) -> None:
-        if self._draining and (self._state is None or not self._state.unsettled):
+        if not self._draining or self.connection.stopping:
+            return
+        state = self._state
+        if state is None or not state.unsettled:
+            if state is not None:
+                log.info(
+                    "stopped: every message in hand finished",
+                    extra={
+                        "finished": self._finished_in_drain,
+                        "arrived_after_cancel": state.after_cancel,
+                        "handed_back": 0,
+                    },
+                )
             self.connection.stop()
 
     def _drain_timed_out(self) -> None:
-        if self._state is not None and not self.connection.stopping:
+        state = self._state
+        if state is not None and not self.connection.stopping:
             log.warning(
                 "drain timed out; the broker redelivers what was not finished",
-                extra={"unfinished": len(self._state.unsettled)},
+                extra={
+                    "finished": self._finished_in_drain,
+                    "arrived_after_cancel": state.after_cancel,
+                    "handed_back": len(state.unsettled),
+                },
             )
             self.connection.stop()
 
@@ -380,26 +440,57 @@ class Consumer:
 
     def _worker(self) -> None:
         while (delivery := self._work.get()) is not None:
-            if delivery.generation != self._generation:
-                continue
-            self._results.append((delivery, self._process(delivery)))
-            with self._wake_lock:
-                if self._wake_pending:
-                    continue  # the I/O thread has yet to run: it will see this result too
-                self._wake_pending = True
-            self.connection.call_threadsafe(self._on_results)
+            self._work_on(delivery)
+
+    def _work_on(self, delivery: Delivery) -> None:
+        if delivery.generation != self._generation:
+            return  # from a lost channel: the broker redelivers it
+        self._results.append((delivery, self._process(delivery)))
+        with self._wake_lock:
+            if self._wake_pending:
+                return  # the I/O thread has yet to run: it will see this result too
+            self._wake_pending = True
+        self.connection.call_threadsafe(self._on_results)
 
     def _process(self, delivery: Delivery) -> Outcome:
+        unreadable = undecodable_reason(delivery.properties.headers)
+        if unreadable is not None:
+            return DeadLetter(unreadable)
         try:
             message = Message.decode(
                 delivery.body, delivery.properties, self._broker.max_body_bytes
             )
+            if self._stages_before is not None:
+                message.require_stages(self._stages_before, self._settings.queue)
             output = self._handler(message)
         except InvalidMessage as error:
             return DeadLetter(str(error))
         except Exception as error:
             return Failed(describe(error))
         return Done() if output is None else Forward(*output.encode())
+
+
+def _cancel_keeping_deliveries_in_flight(channel: Channel, consumer_tag: str) -> None:
+    """basic.cancel, without handing back the deliveries the broker sends before it sees it.
+
+    The broker may send any number of deliveries between our Cancel and its Cancel-Ok. pika 1.4
+    rejects each of them (requeue), which on a quorum queue costs the message a delivery
+    attempt; it has no option to keep them. They are ours until acked, so take them like any
+    other delivery and finish them: remove the tag from pika's set of cancelled consumers until
+    the Cancel-Ok, whose handler removes the consumer for good. (tests/unit pins this against
+    pika's real Channel, so a pika upgrade that changes it fails a test, not a drain.)"""
+    channel.basic_cancel(consumer_tag, callback=lambda _frame: None)
+    cancelled = getattr(channel, "_cancelled", None)
+    if isinstance(cancelled, set):
+        cancelled.discard(consumer_tag)
+
+
+def _encoded_size(headers: dict) -> int | None:
+    """Bytes the headers take on the wire, or None when pika cannot encode them."""
+    try:
+        return len(b"".join(pika.BasicProperties(headers=headers).encode()))
+    except Exception:
+        return None
 
 
 def _printable(value: object) -> str | None:

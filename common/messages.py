@@ -53,6 +53,18 @@ class Message:
     def seq(self) -> int:
         return int(self.history[0][4:])
 
+    def require_stages(self, stages: tuple[str, ...], queue: str) -> None:
+        """Raise InvalidMessage unless the message went through exactly `stages`, in order: a
+        message that skipped a stage, or comes round again, is not `queue`'s to take."""
+        if self.history[1:] != stages:
+            expected = (
+                f"through {', '.join(stages)}" if stages else "straight from first, no stage yet"
+            )
+            raise InvalidMessage(
+                f"history {list(self.history)[:MAX_HISTORY]} is out of order for {queue}: it "
+                f"takes messages that went {expected}"
+            )
+
     def stamped(self, stage: str, now: float) -> Message:
         """The message after `stage` handled it: its name appended, its time recorded."""
         return dataclasses.replace(

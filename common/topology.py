@@ -22,6 +22,14 @@ def following_queue(queue: str) -> str | None:
     return None
 
 
+def stages_before(queue: str) -> tuple[str, ...] | None:
+    """The stages a message has passed, in order, when it arrives in `queue` (none for the first
+    stage, all for the sink); None for a queue outside the pipeline, which takes any history."""
+    if queue in PIPELINE_QUEUES:
+        return STAGES[: PIPELINE_QUEUES.index(queue)]
+    return None
+
+
 def work_queue_arguments(settings: BrokerSettings) -> dict[str, object]:
     """A queue whose rejected (or, for quorum, too often redelivered) messages are dead-lettered."""
     arguments: dict[str, object] = {

@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pika.channel import Channel
@@ -55,11 +56,22 @@ def new_run_id() -> str:
 
 
 class Flood:
-    def __init__(self, broker: BrokerSettings, settings: FloodSettings) -> None:
+    """Publishes `settings.number_of_messages` messages to `settings.next_queue`, each confirmed.
+
+    `connect` builds the connection and `clock` paces the publishes (seams for the unit tests,
+    which pass fakes)."""
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        settings: FloodSettings,
+        *,
+        connect: Callable[..., ReconnectingConnection] = ReconnectingConnection,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
-        self.connection = ReconnectingConnection(
-            broker, self, [settings.next_queue, broker.dead_letter_queue]
-        )
+        self._clock = clock
+        self.connection = connect(broker, self, [settings.next_queue, broker.dead_letter_queue])
         self._publisher: ConfirmedPublisher | None = None
         self._next_seq = 1
         self._retry: deque[Message] = deque()
@@ -86,7 +98,7 @@ class Flood:
     def on_channel_ready(self, channel: Channel) -> None:
         self._publisher = ConfirmedPublisher(channel, self.connection.reconnect)
         if not self._started:
-            self._started = time.monotonic()
+            self._started = self._clock()
             log.info(
                 "publishing",
                 extra={
@@ -95,7 +107,8 @@ class Flood:
                     "queue": self._settings.next_queue,
                 },
             )
-        self._pump()
+        if not self._pump_scheduled:  # a paced pump already waits: one timer chain, not two
+            self._pump()
 
     def on_channel_lost(self) -> None:
         self._publisher = None
@@ -103,6 +116,9 @@ class Flood:
         self._in_flight.clear()
         if self.stopped_early:  # asked to stop: no reconnecting to publish them again
             self.connection.stop()
+
+    def waiting_for_work(self) -> bool:
+        return False  # it has messages to publish until it is done, and then it stops
 
     def _stop_publishing(self) -> None:
         self.stopped_early = True
@@ -115,29 +131,31 @@ class Flood:
         )
 
     def _pump(self) -> None:
-        """Publish while the window has room and the rate allows."""
+        """Publish while the window has room and the rate allows; when the rate says wait,
+        schedule the one pump that will go on (never more than one is waiting)."""
         self._pump_scheduled = False
         rate = self._settings.publish_rate
-        while self._publisher and self._has_more() and len(self._in_flight) < MAX_IN_FLIGHT:
+        while (publisher := self._publisher) and self._has_more():
+            if len(self._in_flight) >= MAX_IN_FLIGHT:
+                return  # a confirm calls the pump again
             if rate:
                 sent = self._next_seq - 1
-                wait = self._started + sent / rate - time.monotonic()
+                wait = self._started + sent / rate - self._clock()
                 if wait > 0 and not self._retry:
                     self._pump_scheduled = True
                     self.connection.call_later(wait, self._pump)
                     return
-            self._publish(self._retry.popleft() if self._retry else self._new_message())
+            self._publish(publisher, self._retry.popleft() if self._retry else self._new_message())
 
     def _new_message(self) -> Message:
         message = Message.first(self._next_seq, time.time(), self._settings.run_id)
         self._next_seq += 1
         return message
 
-    def _publish(self, message: Message) -> None:
-        assert self._publisher is not None
+    def _publish(self, publisher: ConfirmedPublisher, message: Message) -> None:
         body, properties = message.encode()
         self._in_flight[message.message_id] = message
-        self._publisher.publish(
+        publisher.publish(
             self._settings.next_queue,
             body,
             properties,
@@ -147,6 +165,7 @@ class Flood:
     def _on_settled(self, message: Message, failure: str | None) -> None:
         if self._in_flight.pop(message.message_id, None) is None:
             return
+        self.connection.note_progress()
         if failure is None:
             self.confirmed += 1
             self._progress.update(self.confirmed, failed=self.failed)
