@@ -32,7 +32,8 @@ test-unit-image-python:
 	@if [ -z "$(IMAGE_PYTHON)" ]; then \
 		echo "no python3.12 here: unit tests on the image's Python skipped"; exit 0; fi; \
 	if [ ! -f $(IMAGE_VENV)/.installed ] || [ requirements-dev.txt -nt $(IMAGE_VENV)/.installed ] \
-		|| [ requirements.txt -nt $(IMAGE_VENV)/.installed ]; then \
+		|| [ requirements.txt -nt $(IMAGE_VENV)/.installed ] \
+		|| [ requirements-tools.txt -nt $(IMAGE_VENV)/.installed ]; then \
 		$(IMAGE_PYTHON) -m venv --clear $(IMAGE_VENV) && \
 		$(IMAGE_VENV)/bin/pip install --quiet --disable-pip-version-check \
 			-r requirements-dev.txt && touch $(IMAGE_VENV)/.installed; fi; \
@@ -48,7 +49,7 @@ format: venv
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-tools.txt requirements-dev.txt
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@

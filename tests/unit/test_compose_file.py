@@ -50,7 +50,7 @@ def compose_bin() -> str:
     return path
 
 
-def compose_config(compose_bin: str, env_file: Path) -> dict:
+def compose_config(compose_bin: str, env_file: Path, *options: str) -> dict:
     """The model `docker compose config` resolves, with `env_file` in place of a .env file.
 
     Variables the compose file interpolates are removed from the environment Compose sees (a
@@ -62,7 +62,7 @@ def compose_config(compose_bin: str, env_file: Path) -> dict:
         for name, value in os.environ.items()
         if name not in interpolated and not name.startswith("COMPOSE_")
     }
-    command = [compose_bin, "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
+    command = [compose_bin, "-f", str(COMPOSE_FILE), "--env-file", str(env_file), *options]
     result = subprocess.run(
         [*command, "config", "--format", "json"],
         cwd=ROOT,
@@ -179,9 +179,9 @@ def test_env_example_documents_the_defaults(compose_bin: str, defaults: dict) ->
 
 
 def test_image_holds_what_the_commands_run(defaults: dict, tmp_path: Path) -> None:
-    """The Dockerfile's COPY sources alone are enough to import every service's module."""
-    dockerfile = DOCKERFILE.read_text()
-    assert re.search(r"^FROM python:3\.\d+-slim\b", dockerfile, re.M)
+    """The runtime stage's COPY sources alone are enough to import every service's module."""
+    dockerfile = stages()["runtime"]
+    assert re.search(r"^FROM python:3\.\d+-slim AS runtime$", dockerfile, re.M)
     [user] = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
     assert user not in ("root", "0", "0:0")
     sources = [
@@ -193,7 +193,7 @@ def test_image_holds_what_the_commands_run(defaults: dict, tmp_path: Path) -> No
     assert "requirements.txt" in sources
     app = tmp_path / "app"
     for source in sources:
-        assert not source.startswith(("tests", ".")), source
+        assert not source.startswith(("tests", ".", "tools", "harness", "bench")), source
         path = ROOT / source
         if path.is_dir():
             shutil.copytree(path, app / source, ignore=shutil.ignore_patterns("__pycache__"))
@@ -212,6 +212,57 @@ def test_image_holds_what_the_commands_run(defaults: dict, tmp_path: Path) -> No
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def stages() -> dict[str, str]:
+    """The Dockerfile's stages by name (the unnamed last one as "default")."""
+    found = {}
+    for block in re.split(r"^(?=FROM )", DOCKERFILE.read_text(), flags=re.M)[1:]:
+        name = re.match(r"FROM \S+(?: AS (\S+))?", block)
+        found[name.group(1) or "default"] = block
+    return found
+
+
+def test_the_default_target_is_the_runtime_and_the_tools_run_as_the_app_user() -> None:
+    found = stages()
+    assert found["default"].strip() == "FROM runtime"
+    assert found["tools"].startswith("FROM runtime AS tools")
+    users = re.findall(r"^USER\s+(\S+)", found["tools"], re.M)
+    assert users[-1] == "app", users
+    assert "COPY tools/ tools/" in found["tools"]
+
+
+def test_the_tools_profile_builds_its_own_image(compose_bin: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    services = compose_config(compose_bin, empty, "--profile", "tools")["services"]
+    assert {"watch", "report"} <= set(services)
+    for name in ("watch", "report"):
+        assert services[name]["build"]["target"] == "tools", name
+        assert services[name]["image"] != services["first"]["image"], name
+    assert services["first"]["build"]["target"] == "runtime"
+    assert services["watch"]["command"] == ["python", "-m", "tools.watch"]
+    assert services["report"]["command"][:3] == ["python", "-m", "tools.report"]
+    assert [v["target"] for v in services["report"]["volumes"]] == ["/out"]
+
+
+def test_compose_file_works_with_compose_1_29() -> None:
+    """Debian's and Ubuntu's `apt install docker-compose` give 1.29, which rejects a top-level
+    `name:`; it must be able to read the file as v2 does."""
+    assert not re.search(r"^name\s*:", COMPOSE_FILE.read_text(), re.M)
+    legacy = shutil.which("docker-compose")
+    if legacy is None:
+        pytest.skip("docker-compose (1.x) is not installed: `apt-get install docker-compose`")
+    for profile in ([], ["--profile", "tools"]):
+        result = subprocess.run(
+            [legacy, "-f", str(COMPOSE_FILE), *profile, "config", "--quiet"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
 
 
 def test_build_context_leaves_out_local_files() -> None:
