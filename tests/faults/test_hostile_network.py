@@ -1,5 +1,6 @@
-"""A bad network between the pipeline and a healthy broker: connections cut during the AMQP
-handshake, and a network that cuts every connection every 0.5 to 3 s for the whole run.
+"""A hostile network and hostile input between the pipeline and a healthy broker: connections
+cut during the AMQP handshake, a network that cuts every connection every 0.5 to 3 s for the
+whole run, and messages whose headers pika cannot decode.
 
 Every process reaches the broker through a `ChaosProxy`; the broker itself stays up throughout.
 `PipelineRun.finish` then checks that each message completed exactly once by id, that no queue
@@ -15,6 +16,8 @@ import pytest
 from harness.broker import Vhost
 from harness.chaos_proxy import ChaosProxy
 from harness.pipeline import PipelineRun
+from tests.integration.test_hostile_input import PASSED_ON, RawProperties
+from tests.unit.test_frames import HOSTILE, properties_with
 
 SOME_WORK = {"RANDOM_WAIT_MIN": 0.001, "RANDOM_WAIT_MAX": 0.01}
 RETRYING = "broker not reachable, retrying"
@@ -64,3 +67,23 @@ def test_a_flapping_network_ends_no_process(start, vhost: Vhost, proxy: ChaosPro
         assert len(proc.messages("connected")) > 3, proc.name  # it did go through the flapping
         assert proc.errors() == [], proc.tail()
     assert row.lost == 0
+
+
+def test_hostile_headers_mid_run_cost_only_themselves(start, vhost: Vhost) -> None:
+    """Headers pika cannot decode, injected while 2,000 messages flow: each is dead-lettered
+    with its reason, and no connection is lost (it used to take the good messages with it)."""
+    run = PipelineRun(start, vhost, 2000, env={"PUBLISH_RATE": 400, **SOME_WORK})
+    run.start_all()
+    run.wait_until_completed(0.2, timeout=60)
+    with vhost.channel() as channel:
+        channel.confirm_delivery()
+        for n in range(10):
+            hostile = HOSTILE[PASSED_ON[n % len(PASSED_ON)]]
+            channel.basic_publish(
+                "", "service_a", b'["seq-0"]', RawProperties(properties_with(hostile))
+            )
+    run.dead_bodies[b'["seq-0"]'] = 10
+    row = run.finish("hostile headers (a timestamp past 9999, tables nested too deep) mid-run")
+    for proc in run.processes():
+        assert len(proc.messages("connected")) == 1, proc.name  # never reconnected
+    assert (row.lost, row.dead_lettered) == (0, 10)
