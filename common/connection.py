@@ -101,7 +101,9 @@ class ReconnectingConnection:
     """A connection to one of `settings.amqp_urls` that `user` uses while it lasts.
 
     `queues` are declared (idempotently, as `common.topology` says) on every new channel before
-    the user sees it; `prefetch` (0: none) is set with basic.qos. `run()` serves until `stop()`.
+    the user sees it; `prefetch` (0: none) is set with basic.qos. `name` is the connection's name
+    in the broker's management UI and `make watch` (which replica holds which partition).
+    `run()` serves until `stop()`.
     The keyword-only parameters are seams for the unit tests, which drive this state machine
     with a fake IOLoop, fake connections and a fake clock.
     """
@@ -113,6 +115,7 @@ class ReconnectingConnection:
         queues: Sequence[str],
         prefetch: int = 0,
         *,
+        name: str = "",
         ioloop: IOLoop | None = None,
         connection_class: Callable[..., pika.SelectConnection] = pika.SelectConnection,
         clock: Callable[[], float] = time.monotonic,
@@ -121,6 +124,7 @@ class ReconnectingConnection:
         self._user = user
         self._queues = tuple(dict.fromkeys(queues))
         self._prefetch = prefetch
+        self._name = name
         self._nodes = random.sample(settings.amqp_urls, len(settings.amqp_urls))
         self._node = len(self._nodes) - 1  # index of the node tried last; the first try is 0
         self.ioloop = ioloop or IOLoop()
@@ -202,6 +206,8 @@ class ReconnectingConnection:
         self._tried_in_pass += 1
         parameters = pika.URLParameters(self._nodes[self._node])
         parameters.heartbeat = self._settings.heartbeat
+        if self._name:
+            parameters.client_properties = {"connection_name": self._name}
         self._connection = self._connection_class(
             parameters,
             on_open_callback=self._on_connection_open,

@@ -22,6 +22,17 @@ Outcomes of the handler:
   counts, a crash's too); classic queues count nothing, so there a failure on a redelivered
   message, whatever brought it back, is the last.
 
+With ORDERING=keyed the consumer reads every partition of its stage (`common.topology`), each a
+queue with a single active consumer. Replicas of a stage subscribe to every partition with a
+consumer priority that hashes their identity with the partition (rendezvous hashing): the broker
+makes the highest one active, so the partitions spread over the replicas, and when one goes its
+partitions pass to the next highest. (Quorum queues honour priorities for single active
+consumers from RabbitMQ 3.13; 3.10 makes the first subscriber active for all of them.) Inside
+the process, deliveries of one key wait in a lane behind the one in work: two messages of a key
+are never worked on at once, and their outputs are published in the order they arrived, while
+different keys use every worker. A failure is retried in place rather than requeued (a requeued
+message would come back behind the rest of its key), up to DELIVERY_LIMIT attempts.
+
 A dead letter is the original body with the original's properties, plus why, where and when it
 failed in `x-error-*` headers. The original headers come along only while they are small
 (MAX_CARRIED_HEADERS): a copy must always fit in the broker's frame, or the dead-lettering itself
@@ -37,7 +48,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -49,12 +62,12 @@ import pika.exceptions
 from pika.channel import Channel
 from pika.spec import Basic
 
-from common.connection import ReconnectingConnection, describe
+from common.connection import ReconnectingConnection, describe, retry_delay
 from common.frames import undecodable_reason
 from common.messages import InvalidMessage, Message
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env, SettingsError
-from common.topology import stages_before
+from common.topology import consumer_priority, input_queues, route, stages_before
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +84,8 @@ class ConsumerSettings:
     workers: int
     prefetch: int
     drain_timeout: float
+    replica_id: str = ""  # this replica of the stage, among others: its connection name, and
+    # (keyed mode) what its consumer priorities hash; the host name and process id by default
 
     @classmethod
     def from_env(
@@ -88,6 +103,7 @@ class ConsumerSettings:
             # waiting for a worker, and those whose output awaits its confirm.
             prefetch=env.integer("PREFETCH", 100, minimum=1, maximum=65535),
             drain_timeout=env.number("DRAIN_TIMEOUT", 20.0, minimum=0.0, maximum=3600.0),
+            replica_id=env.text("REPLICA_ID", f"{socket.gethostname()}/{os.getpid()}"),
         )
 
 
@@ -98,12 +114,15 @@ class Delivery:
     redelivered: bool
     properties: pika.BasicProperties
     body: bytes
+    lane: str = ""  # keyed mode: the message's key (or id): one delivery of a lane at a time
+    retries: int = 0  # keyed mode: failed attempts retried in place
 
 
 @dataclass(frozen=True)
 class Forward:
-    """The output, already encoded by the worker: the I/O thread only sends it."""
+    """The output, already encoded and routed by the worker: the I/O thread only sends it."""
 
+    routing_key: str
     body: bytes
     properties: pika.BasicProperties
 
@@ -133,9 +152,11 @@ class _ChannelState:
     channel: Channel
     publisher: ConfirmedPublisher
     generation: int
-    consumer_tag: str | None = None
+    consumer_tags: list[str] = field(default_factory=list)
     # Deliveries not yet acked or nacked, by delivery tag: ascending, as the broker numbers them.
     unsettled: dict[int, Delivery] = field(default_factory=dict)
+    # Keyed mode: a lane per key with a delivery in work, holding the ones waiting behind it.
+    lanes: dict[str, deque[Delivery]] = field(default_factory=dict)
     to_ack: set[int] = field(default_factory=set)
     ack_flush_scheduled: bool = False
     cancelled: bool = False  # the drain has cancelled the consumer
@@ -162,8 +183,12 @@ class Consumer:
         self._handler = handler
         self._next_queue = next_queue
         self._stages_before = stages_before(settings.queue)
-        queues = [settings.queue, *([next_queue] if next_queue else []), broker.dead_letter_queue]
-        self.connection = connect(broker, self, queues, settings.prefetch)
+        self._keyed = broker.ordering == "keyed"
+        self._inputs = input_queues(settings.queue, broker)
+        self._identity = f"{settings.queue}@{settings.replica_id}"
+        outputs = input_queues(next_queue, broker) if next_queue else ()
+        queues = [*self._inputs, *outputs, broker.dead_letter_queue]
+        self.connection = connect(broker, self, queues, settings.prefetch, name=self._identity)
         self._work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         # Results travel back in a deque; a worker wakes the I/O thread only when no wake-up
         # is pending already, so a burst of results costs one wake-up, not one each.
@@ -207,10 +232,18 @@ class Consumer:
         channel.add_on_cancel_callback(
             lambda _frame: self.connection.reconnect("the broker cancelled our consumer")
         )
-        self._state.consumer_tag = channel.basic_consume(self._settings.queue, self._on_message)
+        for queue_name in self._inputs:
+            priority = consumer_priority(self._identity, queue_name)
+            arguments = {"x-priority": priority} if self._keyed else None
+            tag = channel.basic_consume(queue_name, self._on_message, arguments=arguments)
+            self._state.consumer_tags.append(tag)
         log.info(
             "consuming",
-            extra={"queue": self._settings.queue, "workers": self._settings.workers},
+            extra={
+                "queue": self._settings.queue,
+                "workers": self._settings.workers,
+                **({"partitions": len(self._inputs)} if self._keyed else {}),
+            },
         )
 
     def on_channel_lost(self) -> None:
@@ -240,7 +273,24 @@ class Consumer:
         state.unsettled[delivery.tag] = delivery
         if state.cancelled:
             state.after_cancel += 1
+        if self._keyed:
+            delivery.lane = _lane(properties, delivery.tag)
+            waiting = state.lanes.get(delivery.lane)
+            if waiting is not None:
+                waiting.append(delivery)  # its key is in work: it goes after, in order
+                return
+            state.lanes[delivery.lane] = deque()
         self._work.put(delivery)
+
+    def _next_in_lane(self, state: _ChannelState, delivery: Delivery) -> None:
+        """`delivery`'s output is on its way: the next delivery of its key may start."""
+        waiting = state.lanes.get(delivery.lane)
+        if waiting is None:
+            return
+        if waiting:
+            self._work.put(waiting.popleft())
+        else:
+            del state.lanes[delivery.lane]
 
     def _current(self, delivery: Delivery) -> _ChannelState | None:
         """The channel state, if the delivery came on the channel we still have."""
@@ -260,9 +310,9 @@ class Consumer:
         if state is None:
             return  # its channel is gone; the broker redelivers the message
         match outcome:
-            case Forward(body, properties):
+            case Forward(routing_key, body, properties):
                 state.publisher.publish(
-                    self._next_queue or "",
+                    routing_key,
                     body,
                     properties,
                     lambda failure: self._after_forward(delivery, failure),
@@ -271,8 +321,29 @@ class Consumer:
                 self._settle(delivery, ack=True)
             case DeadLetter(reason):
                 self._dead_letter(state, delivery, reason)
+            case Failed(reason) if self._keyed:
+                self._retry_in_place_or_dead_letter(state, delivery, reason)
+                return  # the lane waits for this delivery's last attempt
             case Failed(reason):
                 self._retry_or_dead_letter(state, delivery, reason)
+        self._next_in_lane(state, delivery)
+
+    def _retry_in_place_or_dead_letter(
+        self, state: _ChannelState, delivery: Delivery, reason: str
+    ) -> None:
+        """Keyed mode: try again here, after a pause, holding the key's lane; a requeued message
+        would come back behind the rest of its key."""
+        attempt = self._attempt(delivery) + delivery.retries
+        if attempt >= self._attempt_limit():
+            self._dead_letter(state, delivery, f"failed on attempt {attempt}: {reason}")
+            self._next_in_lane(state, delivery)
+            return
+        delivery.retries += 1
+        log.warning(
+            "processing failed, retried in order",
+            extra={"queue": self._settings.queue, "reason": reason, "attempt": attempt},
+        )
+        self.connection.call_later(retry_delay(delivery.retries), lambda: self._work.put(delivery))
 
     def _retry_or_dead_letter(self, state: _ChannelState, delivery: Delivery, reason: str) -> None:
         attempt = self._attempt(delivery)
@@ -400,9 +471,9 @@ class Consumer:
         if state is None:
             self.connection.stop()
             return
-        if state.consumer_tag:
-            _cancel_keeping_deliveries_in_flight(state.channel, state.consumer_tag)
-            state.cancelled = True
+        for tag in state.consumer_tags:
+            _cancel_keeping_deliveries_in_flight(state.channel, tag)
+        state.cancelled = True
         log.info("stopping: finishing messages in hand", extra={"in_hand": len(state.unsettled)})
         self.connection.call_later(self._settings.drain_timeout, self._drain_timed_out)
         self._finish_drain_if_done()
@@ -467,7 +538,10 @@ class Consumer:
             return DeadLetter(str(error))
         except Exception as error:
             return Failed(describe(error))
-        return Done() if output is None else Forward(*output.encode())
+        if output is None:
+            return Done()
+        routing_key = route(self._next_queue or "", output.partition_key, self._broker)
+        return Forward(routing_key, *output.encode())
 
 
 def _cancel_keeping_deliveries_in_flight(channel: Channel, consumer_tag: str) -> None:
@@ -483,6 +557,15 @@ def _cancel_keeping_deliveries_in_flight(channel: Channel, consumer_tag: str) ->
     cancelled = getattr(channel, "_cancelled", None)
     if isinstance(cancelled, set):
         cancelled.discard(consumer_tag)
+
+
+def _lane(properties: pika.BasicProperties, tag: int) -> str:
+    """The key a delivery is ordered by: its key header, else its id (no order to keep)."""
+    headers = properties.headers
+    key = headers.get("key") if isinstance(headers, dict) else None
+    if isinstance(key, str):
+        return key
+    return properties.message_id if isinstance(properties.message_id, str) else f"#{tag}"
 
 
 def _encoded_size(headers: dict) -> int | None:

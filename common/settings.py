@@ -18,6 +18,7 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 URL_SEPARATOR = ","  # between the nodes of a cluster in AMQP_URL; a URL itself has no bare comma
 ALLOWED_URL = "a URL like amqp://user:password@host:5672/%2F (or amqps://)"
 QUEUE_TYPES = ("quorum", "classic")
+ORDERINGS = ("unordered", "keyed")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -161,6 +162,8 @@ class BrokerSettings:
     delivery_limit: int
     dead_letter_queue: str
     max_body_bytes: int
+    ordering: str = "unordered"  # or "keyed": each stage's input is `partitions` queues
+    partitions: int = 6
 
     @classmethod
     def from_env(cls, env: Env) -> BrokerSettings:
@@ -172,6 +175,10 @@ class BrokerSettings:
             delivery_limit=env.integer("DELIVERY_LIMIT", 5, minimum=1, maximum=1000),
             dead_letter_queue=env.queue_name("DEAD_LETTER_QUEUE", "dead_letter"),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 4096, minimum=64, maximum=1 << 20),
+            ordering=env.choice("ORDERING", "unordered", ORDERINGS),
+            # 6 divides evenly over 1, 2, 3 or 6 replicas of a stage; 64 keeps the declarations
+            # (two stages' worth per process) and the broker's Raft groups within reason.
+            partitions=env.integer("PARTITIONS", 6, minimum=1, maximum=64),
         )
 
     @property

@@ -11,7 +11,9 @@ the publisher reconnect, declare the queue again and publish it again.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from common.messages import MAX_TEXT, Message
 from common.progress import Progress, progress_interval
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env
-from common.topology import STAGES
+from common.topology import STAGES, input_queues, route
 
 log = logging.getLogger("first")
 
@@ -38,6 +40,7 @@ class FloodSettings:
     publish_rate: float
     progress_interval: float
     run_id: str
+    keys: int = 0  # messages get the key `key-<seq mod keys>`; 0: no keys
 
     @classmethod
     def from_env(cls, env: Env) -> FloodSettings:
@@ -47,6 +50,7 @@ class FloodSettings:
             publish_rate=env.number("PUBLISH_RATE", 0.0, minimum=0.0, maximum=1e6),
             progress_interval=progress_interval(env),
             run_id=env.text("RUN_ID", new_run_id(), max_length=MAX_TEXT),
+            keys=env.integer("KEYS", 0, minimum=0, maximum=10**6),
         )
 
 
@@ -70,8 +74,11 @@ class Flood:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._broker = broker
         self._clock = clock
-        self.connection = connect(broker, self, [settings.next_queue, broker.dead_letter_queue])
+        queues = [*input_queues(settings.next_queue, broker), broker.dead_letter_queue]
+        name = f"first@{socket.gethostname()}/{os.getpid()}"
+        self.connection = connect(broker, self, queues, name=name)
         self._publisher: ConfirmedPublisher | None = None
         self._next_seq = 1
         self._retry: deque[Message] = deque()
@@ -105,6 +112,8 @@ class Flood:
                     "run_id": self._settings.run_id,
                     "messages": self._settings.number_of_messages,
                     "queue": self._settings.next_queue,
+                    "ordering": self._broker.ordering,
+                    "keys": self._settings.keys,
                 },
             )
         if not self._pump_scheduled:  # a paced pump already waits: one timer chain, not two
@@ -148,7 +157,10 @@ class Flood:
             self._publish(publisher, self._retry.popleft() if self._retry else self._new_message())
 
     def _new_message(self) -> Message:
-        message = Message.first(self._next_seq, time.time(), self._settings.run_id)
+        seq, keys = self._next_seq, self._settings.keys
+        message = Message.first(
+            seq, time.time(), self._settings.run_id, f"key-{seq % keys}" if keys else None
+        )
         self._next_seq += 1
         return message
 
@@ -156,7 +168,7 @@ class Flood:
         body, properties = message.encode()
         self._in_flight[message.message_id] = message
         publisher.publish(
-            self._settings.next_queue,
+            route(self._settings.next_queue, message.partition_key, self._broker),
             body,
             properties,
             lambda failure: self._on_settled(message, failure),

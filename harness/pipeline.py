@@ -18,7 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from common.topology import PIPELINE_QUEUES, STAGES, following_queue
+from common.settings import BrokerSettings, Env
+from common.topology import PIPELINE_QUEUES, STAGES, following_queue, input_queues
 from harness.broker import Vhost
 from harness.processes import Proc, wait_for
 
@@ -104,6 +105,11 @@ class PipelineRun:
             "every consumer to be consuming",
         )
 
+    def queues(self) -> list[str]:
+        """The pipeline's queues as the processes declare them (partitions, in keyed mode)."""
+        settings = BrokerSettings.from_env(Env({k: str(v) for k, v in self.env.items()}))
+        return [q for stage in PIPELINE_QUEUES for q in input_queues(stage, settings)]
+
     def expected_seqs(self) -> set[str]:
         return {f"seq-{n}" for n in range(1, self.count + 1) if n not in self.poison}
 
@@ -119,7 +125,7 @@ class PipelineRun:
             if first not in self.killed:
                 assert first.wait(60) == 0, first.tail()
         wait_for(
-            lambda: all(self.vhost.depth(queue) == 0 for queue in PIPELINE_QUEUES),
+            lambda: all(self.vhost.depth(queue) == 0 for queue in self.queues()),
             30,
             "every pipeline queue to be empty",
             interval=0.5,

@@ -40,6 +40,7 @@ class Sink:
             "history": list(message.history),
             "broker_message_id": message.message_id,
             "run_id": message.run_id,
+            "key": message.key,
             "data": {**message.data, "completed_at": completed_at},
         }
         with self._lock:

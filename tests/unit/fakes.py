@@ -210,7 +210,8 @@ class FakeChannel:
     published: list[Published] = field(default_factory=list)
     cancels: list[str] = field(default_factory=list)
     _cancelled: set[str] = field(default_factory=set)  # as pika.channel.Channel._cancelled
-    _consumers: dict[str, Callable] = field(default_factory=dict)
+    _consumers: dict[str, tuple[str, Callable]] = field(default_factory=dict)  # tag -> queue, cb
+    priorities: dict[str, int | None] = field(default_factory=dict)  # queue -> x-priority
     _close_callbacks: list[Callable] = field(default_factory=list)
     _on_confirm: Callable | None = None
     _on_return: Callable | None = None
@@ -253,10 +254,11 @@ class FakeChannel:
     def add_on_cancel_callback(self, callback: Callable) -> None:
         self._on_cancel = callback
 
-    def basic_consume(self, queue: str, callback: Callable) -> str:
+    def basic_consume(self, queue: str, callback: Callable, arguments: dict | None = None) -> str:
         self._require_open()
-        tag = f"ctag-{self.number}"
-        self._consumers[tag] = callback
+        tag = f"ctag-{self.number}.{len(self._consumers) + 1}"
+        self._consumers[tag] = (queue, callback)
+        self.priorities[queue] = (arguments or {}).get("x-priority")
         return tag
 
     def basic_cancel(self, consumer_tag: str, callback: Callable | None = None) -> None:
@@ -297,12 +299,18 @@ class FakeChannel:
         properties: pika.BasicProperties | None = None,
         *,
         redelivered: bool = False,
+        queue: str | None = None,
     ) -> int:
-        """A delivery to the (only) consumer, as pika dispatches it; its delivery tag."""
+        """A delivery to the consumer of `queue` (or the only one), as pika dispatches it; its
+        delivery tag."""
         tag = self._next_delivery_tag
         self._next_delivery_tag += 1
-        [(consumer_tag, callback)] = self._consumers.items()
-        method = Basic.Deliver(consumer_tag, tag, redelivered, "", "queue")
+        [(consumer_tag, (queue, callback))] = [
+            (ctag, consumer)
+            for ctag, consumer in self._consumers.items()
+            if queue is None or consumer[0] == queue
+        ]
+        method = Basic.Deliver(consumer_tag, tag, redelivered, "", queue)
         if consumer_tag in self._cancelled:  # pika 1.4: hand it back, unseen
             self.basic_reject(tag)
         else:

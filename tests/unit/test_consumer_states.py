@@ -26,6 +26,7 @@ from common.consumer import (
 )
 from common.messages import InvalidMessage, Message
 from common.settings import BrokerSettings, Env
+from common.topology import route
 from tests.unit.fakes import FakeChannel, FakeClock, FakeConnection, FakeIOLoop
 from tests.unit.test_frames import HOSTILE, properties_with
 
@@ -35,7 +36,12 @@ BROKER = BrokerSettings.from_env(Env({"CONNECT_TIMEOUT": "30"}))
 class Rig:
     """A Consumer of `service_b` (or `queue`) on a fake broker, its worker step run by hand."""
 
-    def __init__(self, handler: Callable[[Message], Message | None], queue_name: str) -> None:
+    def __init__(
+        self,
+        handler: Callable[[Message], Message | None],
+        queue_name: str,
+        broker: BrokerSettings = BROKER,
+    ) -> None:
         FakeConnection.made.clear()
         self.clock = FakeClock()
         self.loop = FakeIOLoop(self.clock)
@@ -46,7 +52,7 @@ class Rig:
             connection_class=FakeConnection,
             clock=self.clock,
         )
-        self.consumer = Consumer(BROKER, settings, handler, "service_c", connect=connect)
+        self.consumer = Consumer(broker, settings, handler, "service_c", connect=connect)
         self.consumer.connection.run()
         FakeConnection.made[-1].open()
 
@@ -185,7 +191,7 @@ def test_a_drain_finishes_what_arrives_between_cancel_and_cancel_ok(rig: Rig, ca
     held = [rig.deliver() for _ in range(3)]
     rig.consumer.request_stop()
     rig.loop.run(until=rig.clock.now)
-    assert rig.channel.cancels == ["ctag-1"]
+    assert rig.channel.cancels == ["ctag-1.1"]
     in_flight = [rig.deliver() for _ in range(2)]  # sent by the broker before it saw the cancel
     assert rig.channel.rejects == []
     rig.channel.cancel_ok()
@@ -342,3 +348,92 @@ def test_a_queue_outside_the_pipeline_takes_any_history() -> None:
     rig.deliver(Message.first(1, 1.0).stamped("service_c", 2.0))
     rig.work()
     assert dead_letters(rig) == []
+
+
+# -- keyed mode --------------------------------------------------------------------------------
+
+KEYED = BrokerSettings.from_env(Env({"ORDERING": "keyed", "PARTITIONS": "3"}))
+
+
+def keyed(seq: int, key: str) -> Message:
+    return Message.first(seq, 1.0, key=key).stamped("service_a", 2.0)
+
+
+def outputs(rig: Rig) -> list[tuple[str, str]]:
+    """(routing key, first history item) of each output published, in order."""
+    return [
+        (p.routing_key, json.loads(p.body)[0])
+        for p in rig.channel.published
+        if p.routing_key != "dead_letter"
+    ]
+
+
+def test_keyed_consumes_every_partition_with_a_priority_of_its_own() -> None:
+    rig = Rig(stamp, "service_b", KEYED)
+    channel = rig.channel
+    assert set(channel.priorities) == {"service_b.0", "service_b.1", "service_b.2"}
+    assert all(isinstance(p, int) for p in channel.priorities.values())
+    assert len(set(channel.priorities.values())) == 3  # a rendezvous score per partition
+    assert channel.declared[:3] == ["service_b.0", "service_b.1", "service_b.2"]
+    assert channel.declared[3:] == ["service_c.0", "service_c.1", "service_c.2", "dead_letter"]
+
+
+def test_one_key_at_a_time_in_arrival_order_other_keys_in_parallel() -> None:
+    rig = Rig(stamp, "service_b", KEYED)
+    queue_of = {key: route("service_b", key, KEYED) for key in ("k", "j")}
+    for seq, key in ((1, "k"), (2, "k"), (3, "j"), (4, "k")):
+        rig.channel.deliver(*keyed(seq, key).encode(), queue=queue_of[key])
+    waiting = [rig.consumer._work.get_nowait().tag for _ in range(rig.consumer._work.qsize())]
+    assert waiting == [1, 3]  # seq-2 and seq-4 wait behind seq-1, seq-3 runs beside it
+    for tag in waiting:
+        rig.consumer._work_on(rig.consumer._state.unsettled[tag])
+    rig.loop.run(until=rig.clock.now)
+    rig.work()  # seq-2, released when seq-1's output went out
+    rig.work()  # seq-4
+    assert outputs(rig) == [
+        (route("service_c", "k", KEYED), "seq-1"),
+        (route("service_c", "j", KEYED), "seq-3"),
+        (route("service_c", "k", KEYED), "seq-2"),
+        (route("service_c", "k", KEYED), "seq-4"),
+    ]
+
+
+def test_a_failure_is_retried_in_place_holding_its_key() -> None:
+    failures = {1: 2}  # seq-1 fails twice, then works
+
+    def flaky(message: Message) -> Message:
+        if failures.get(message.seq, 0) > 0:
+            failures[message.seq] -= 1
+            raise RuntimeError("flaky")
+        return stamp(message)
+
+    rig = Rig(flaky, "service_b", KEYED)
+    partition = route("service_b", "k", KEYED)
+    for seq in (1, 2):
+        rig.channel.deliver(*keyed(seq, "k").encode(), queue=partition)
+    for _ in range(3):
+        rig.work()
+        rig.loop.run_for(5.0)  # the retry's back-off
+    rig.work()
+    assert rig.channel.nacks == []  # nothing went back to the queue
+    assert [history for _, history in outputs(rig)] == ["seq-1", "seq-2"]
+
+
+def test_a_poison_message_in_keyed_mode_is_dead_lettered_and_its_key_goes_on() -> None:
+    def poison(message: Message) -> Message:
+        if message.seq == 1:
+            raise RuntimeError("always")
+        return stamp(message)
+
+    rig = Rig(poison, "service_b", KEYED)
+    partition = route("service_b", "k", KEYED)
+    for seq in (1, 2):
+        rig.channel.deliver(*keyed(seq, "k").encode(), queue=partition)
+    for _ in range(KEYED.delivery_limit + 1):
+        rig.work()
+        rig.loop.run_for(5.0)
+    [dead] = dead_letters(rig)
+    assert dead.properties.headers["x-error-reason"].startswith(
+        f"failed on attempt {KEYED.delivery_limit}: RuntimeError: always"
+    )
+    assert [history for _, history in outputs(rig)] == ["seq-2"]

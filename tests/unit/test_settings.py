@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -336,7 +337,11 @@ def test_consumer_settings_defaults() -> None:
         Env({}), BROKER, default_queue="service_a", default_workers=10
     )
     assert settings == ConsumerSettings(
-        queue="service_a", workers=10, prefetch=100, drain_timeout=20.0
+        queue="service_a",
+        workers=10,
+        prefetch=100,
+        drain_timeout=20.0,
+        replica_id=f"{socket.gethostname()}/{os.getpid()}",
     )
 
 
@@ -352,10 +357,18 @@ def test_prefetch_defaults_to_100_whatever_the_workers(workers: str) -> None:
 
 def test_consumer_settings_from_env() -> None:
     env = Env(
-        {"RABBITMQ_QUEUE": "service_b", "WORKERS": "3", "PREFETCH": "1", "DRAIN_TIMEOUT": "0.5"}
+        {
+            "RABBITMQ_QUEUE": "service_b",
+            "WORKERS": "3",
+            "PREFETCH": "1",
+            "DRAIN_TIMEOUT": "0.5",
+            "REPLICA_ID": "b-2",
+        }
     )
     settings = ConsumerSettings.from_env(env, BROKER, default_queue="service_a", default_workers=10)
-    assert settings == ConsumerSettings(queue="service_b", workers=3, prefetch=1, drain_timeout=0.5)
+    assert settings == ConsumerSettings(
+        queue="service_b", workers=3, prefetch=1, drain_timeout=0.5, replica_id="b-2"
+    )
 
 
 @pytest.mark.parametrize(

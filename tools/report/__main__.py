@@ -140,7 +140,28 @@ def report_lines(
             f"  note                   {order.repeated_seqs} sequence numbers repeat (did "
             "`first` run more than once?); equal numbers count as in order"
         )
+    lines += ["", *key_order_lines(analysis)]
     lines += ["", *latency_lines(analysis), "", f"throughput               {throughput(analysis)}"]
+    return lines
+
+
+def key_order_lines(analysis: Analysis) -> list[str]:
+    by_key = analysis.key_ordering
+    title = "per-key order (a key's messages against their publish order)"
+    if by_key is None:
+        return [title, "  keys                   none: the messages had no key (first's KEYS=0)"]
+    worst = sorted(by_key.out_of_order.items(), key=lambda item: -item[1])[:3]
+    lines = [
+        title,
+        f"  keys                   {by_key.keys}",
+        f"  out of key order       {by_key.total} completions, in {by_key.keys_affected} of "
+        f"{by_key.keys} keys (0 is what ORDERING=keyed promises)",
+    ]
+    if by_key.total:
+        lines.append(
+            "  most out of order      "
+            + ", ".join(f"{key}: {count}" for key, count in worst if count)
+        )
     return lines
 
 

@@ -33,6 +33,7 @@ class Record:
     times: dict[str, float]
     line: int
     run_id: str | None = None  # which run of `first` published it (None: an older `last`)
+    key: str | None = None  # what it is about (KEYS); None: no key
 
     @property
     def created_at(self) -> float:
@@ -115,7 +116,10 @@ def parse_record(fields: dict, kind: str, where: str, line: int) -> Record:
     run_id = fields.get("run_id")
     if run_id is not None and not isinstance(run_id, str):
         raise CliError(f"{where}: a {kind} record whose run_id is not text")
-    return Record(kind, int(seq.group(1)), message_id, stages, times, line, run_id)
+    key = fields.get("key")
+    if key is not None and not isinstance(key, str):
+        raise CliError(f"{where}: a {kind} record whose key is not text")
+    return Record(kind, int(seq.group(1)), message_id, stages, times, line, run_id, key)
 
 
 def is_time(value: object) -> bool:
