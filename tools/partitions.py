@@ -40,21 +40,30 @@ def holders_from_rabbitmqctl(command: list[str], vhost: str) -> dict[str, str]:
 
 def holders_from_management(get: Callable[[str], object], vhost_path: str) -> dict[str, str]:
     """The same from the management API; `get(path)` returns a path's JSON (`vhost_path` is the
-    vhost, quoted for a URL)."""
+    vhost, quoted for a URL). The queues' `single_active_consumer_tag` says who is active: the
+    consumers' own `active` flag can lag behind a switch."""
+    queues = get(f"/api/queues/{vhost_path}?columns=name,single_active_consumer_tag")
     consumers = get(f"/api/consumers/{vhost_path}")
     connections = get(f"/api/vhosts/{vhost_path}/connections")
-    if not isinstance(consumers, list) or not isinstance(connections, list):
+    if not all(isinstance(listed, list) for listed in (queues, consumers, connections)):
         raise HoldersError("the answer is not a list")
     names = {
         c.get("name"): _connection_name(c.get("client_properties") or {})
         for c in connections
         if isinstance(c, dict)
     }
-    return _active(
-        [c for c in consumers if isinstance(c, dict)],
-        queue=lambda c: (c.get("queue") or {}).get("name", ""),
-        connection=lambda c: names.get((c.get("channel_details") or {}).get("connection_name"), ""),
-    )
+    by_tag = {
+        ((c.get("queue") or {}).get("name"), c.get("consumer_tag")): names.get(
+            (c.get("channel_details") or {}).get("connection_name"), ""
+        )
+        for c in consumers
+        if isinstance(c, dict)
+    }
+    return {
+        q["name"]: by_tag.get((q["name"], q["single_active_consumer_tag"])) or "?"
+        for q in queues
+        if isinstance(q, dict) and q.get("single_active_consumer_tag")
+    }
 
 
 def _active(
