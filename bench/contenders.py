@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 
 from bench import project
@@ -28,6 +28,7 @@ class Contender:
     notes: str
     packages: tuple[str, ...] = ()
     queue_type: str | None = None  # forced queue type, if not the run's
+    env: Mapping[str, str] = field(default_factory=dict)  # settings of its own (this project's)
 
     def check(self) -> str | None:
         """None if the contender's packages are installed here, or which are not."""
@@ -73,6 +74,17 @@ CONTENDERS = {
             "contenders that cannot declare quorum queues",
             ("pika",),
             queue_type="classic",
+        ),
+        Contender(
+            "project-keyed",
+            "this project, keyed order",
+            "bench.project",
+            project.plan,
+            "as `project` with `ORDERING=keyed` and `KEYS=100`: each stage's input is 6 "
+            "partition queues with a single active consumer, one message of a key in work at a "
+            "time: what keeping per-key order costs",
+            ("pika",),
+            env={"ORDERING": "keyed", "KEYS": "100", "PARTITIONS": "6"},
         ),
         Contender(
             "ceiling",

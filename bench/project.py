@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 from bench.runs import Plan, ProcSpec, RunSpec
-from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES, following_queue
+from common.settings import BrokerSettings, Env
+from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES, following_queue, input_queues
 from harness.broker import Vhost
 from harness.processes import python_module
 
@@ -25,6 +26,7 @@ def plan(vhost: Vhost, spec: RunSpec) -> Plan:
     common = {
         "AMQP_URL": vhost.url,
         "QUEUE_TYPE": spec.queue_type,
+        **spec.env,
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
         "PROGRESS_INTERVAL": "0",
@@ -56,7 +58,12 @@ def plan(vhost: Vhost, spec: RunSpec) -> Plan:
         "PUBLISH_RATE": f"{spec.rate:g}",
     }
     publisher = ProcSpec("first", "publisher", python_module("first"), first_env)
-    ready = {**dict.fromkeys(PIPELINE_QUEUES, 1), SCALED_STAGE: spec.replicas}
+    layout = BrokerSettings.from_env(Env(dict(spec.env)))  # partitions, in keyed mode
+    ready = {
+        queue: spec.replicas if stage == SCALED_STAGE else 1
+        for stage in PIPELINE_QUEUES
+        for queue in input_queues(stage, layout)
+    }
     profile = (SCALED_STAGE, "last") if spec.profile else ()
     return Plan(
         spec.label, spec.messages, consumers, publisher, ready, spec.results, vhost, profile
