@@ -13,7 +13,7 @@ Docker runs (`make test-docker`); elsewhere it is skipped, saying so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -61,6 +61,19 @@ def start_pipeline(run: PipelineRun) -> dict[str, Proc]:
     return replicas
 
 
+def wait_for_holders(
+    command: list[str], vhost: Vhost, allowed: Callable[[str], tuple[str, ...]]
+) -> None:
+    """Wait until every partition of service_b is held by one of `allowed(partition)`."""
+    wait_for(
+        lambda: all(
+            holders_from_rabbitmqctl(command, vhost.name).get(p) in allowed(p) for p in PARTITIONS
+        ),
+        30,
+        "the partitions to pass to the replicas left",
+    )
+
+
 def expected_holder(partition: str, alive: tuple[str, ...]) -> str:
     """The replica the broker should make active on `partition`: the highest priority."""
     return max(alive, key=lambda r: consumer_priority(f"service_b@{r}", partition))
@@ -74,15 +87,7 @@ def test_keyed_mode_keeps_every_keys_order_through_a_replica_kill(start, vhost: 
     assert {holders.get(p) for p in PARTITIONS} <= {f"service_b@{r}" for r in REPLICAS}
     victim = replicas["b-1"]  # on 3.10, the first to subscribe holds every partition
     run.kill(victim)
-    wait_for(
-        lambda: all(
-            holders_from_rabbitmqctl(["rabbitmqctl"], vhost.name).get(p)
-            in ("service_b@b-2", "service_b@b-3")
-            for p in PARTITIONS
-        ),
-        30,
-        "b-1's partitions to pass to the others",
-    )
+    wait_for_holders(["rabbitmqctl"], vhost, lambda _partition: ("service_b@b-2", "service_b@b-3"))
     row = run.finish(
         "keyed: 20 keys, a replica of service_b SIGKILLed mid-run",
         timeout=180,
@@ -133,15 +138,7 @@ def test_on_rabbitmq_4_partitions_spread_and_move_when_a_replica_dies(start, rab
 
     run.kill(replicas[busiest])
     alive = tuple(r for r in REPLICAS if r != busiest)
-    wait_for(
-        lambda: all(
-            holders_from_rabbitmqctl(command, vhost.name).get(p)
-            == f"service_b@{expected_holder(p, alive)}"
-            for p in PARTITIONS
-        ),
-        30,
-        "the dead replica's partitions to pass to the next highest",
-    )
+    wait_for_holders(command, vhost, lambda p: (f"service_b@{expected_holder(p, alive)}",))
     row = run.finish(
         "keyed on RabbitMQ 4.0: partitions spread, their busiest holder SIGKILLed",
         timeout=180,

@@ -40,16 +40,6 @@ DRAIN_TIMEOUT = 20.0  # the consumers' default (common.consumer.ConsumerSettings
 # -- running docker compose --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def compose_bin() -> str:
-    path = os.path.expanduser(
-        os.environ.get("COMPOSE_BIN") or "~/.docker/cli-plugins/docker-compose"
-    )
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"docker compose not found at {path}: run `make compose-bin` to install it")
-    return path
-
-
 def compose_config(compose_bin: str, env_file: Path, *options: str) -> dict:
     """The model `docker compose config` resolves, with `env_file` in place of a .env file.
 
