@@ -17,7 +17,7 @@ IMAGE_PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/py
 IMAGE_VENV := .venv-3.12
 
 .PHONY: test test-unit test-unit-image-python lint format venv compose-bin reliability report \
-	watch bench clean
+	watch bench compare clean
 
 # Everything: lint, the unit tests on the image's Python, then every test (unit, integration,
 # faults) against the broker at AMQP_URL, or a throwaway one in Docker (see the README).
@@ -32,7 +32,8 @@ test-unit-image-python:
 	@if [ -z "$(IMAGE_PYTHON)" ]; then \
 		echo "no python3.12 here: unit tests on the image's Python skipped"; exit 0; fi; \
 	if [ ! -f $(IMAGE_VENV)/.installed ] || [ requirements-dev.txt -nt $(IMAGE_VENV)/.installed ] \
-		|| [ requirements.txt -nt $(IMAGE_VENV)/.installed ]; then \
+		|| [ requirements.txt -nt $(IMAGE_VENV)/.installed ] \
+		|| [ requirements-http.txt -nt $(IMAGE_VENV)/.installed ]; then \
 		$(IMAGE_PYTHON) -m venv --clear $(IMAGE_VENV) && \
 		$(IMAGE_VENV)/bin/pip install --quiet --disable-pip-version-check \
 			-r requirements-dev.txt && touch $(IMAGE_VENV)/.installed; fi; \
@@ -48,7 +49,7 @@ format: venv
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-http.txt
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -94,6 +95,19 @@ bench: $(BENCH_STAMP)
 
 $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+# The broker pipeline and the HTTP one (http_pipeline/) side by side, never part of `make test`:
+# the same scenarios (steady load, a spike, an outage, a crash) on each, one after another, on
+# the broker at AMQP_URL (a vhost per run); writes docs/http-vs-broker.md and its figure.
+# About 12 minutes. A quick look: `.venv/bin/python -m compare --short`.
+HTTP_STAMP := $(VENV)/.http-installed
+compare: $(HTTP_STAMP)
+	timeout 3600 $(BIN)/python -m compare --write docs/http-vs-broker.md \
+		--plot docs/http-vs-broker.png
+
+$(HTTP_STAMP): $(STAMP) requirements-http.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-http.txt
 	touch $@
 
 clean:
