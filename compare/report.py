@@ -73,10 +73,10 @@ def table(observations: Sequence[Observation]) -> list[str]:
     return lines
 
 
-def peak_rate(seen: Observation) -> int:
-    """The most completions in any one second of the run."""
-    span = math.ceil(max(seen.completed_at, default=seen.started) - seen.started) + 1
-    return max(per_second(seen.completed_at, seen.started, span), default=0)
+def throughput(seen: Observation) -> float:
+    """Completions per second from the first completion to the last."""
+    done = seen.completed_at
+    return (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0
 
 
 def findings(observations: Sequence[Observation], timing: Timing, broker_version: str) -> list[str]:
@@ -132,13 +132,17 @@ def compare_scenario(broker: Observation, http: Observation, timing: Timing) -> 
             f"{both}, the last of them {seconds(b.recovery, 0)} s after the spike ended: the "
             f"queue took the whole spike at once and the stages worked it off at their pace. "
             f"Over HTTP the calls waited in service_a's connection queue until their deadline "
-            f"({timing.http_timeout:g} s) passed; at most {peak_rate(http)} messages completed "
-            f"in any one second over HTTP, against {peak_rate(broker)} through the broker."
+            f"({timing.http_timeout:g} s) passed. From the first completion to the last, HTTP "
+            f"completed {throughput(http):.1f} messages/s, the broker pipeline "
+            f"{throughput(broker):.1f}."
         )
     if name == "outage":
         return (
-            f"- **Outage** (service_c stopped for {timing.outage_seconds:g} s): {both}, all of "
-            f"them {seconds(b.recovery, 1)} s after service_c was back. Over HTTP every thread "
+            f"- **Outage** (service_c stopped for {timing.outage_seconds:g} s): {both}. The "
+            f"messages held up by the outage had all completed {seconds(h.recovery, 1)} s "
+            f"(HTTP) and {seconds(b.recovery, 1)} s (broker) after service_c was back: the "
+            f"broker's stage takes {timing.capacity:g} messages/s from its queue, the HTTP chain "
+            f"about a third of that. Over HTTP every thread "
             f"of service_b and service_a waited for service_c, retrying, and the calls behind "
             f"them waited in the servers' queues: with a deadline of {timing.http_timeout:g} s, "
             f"longer than the outage, "
@@ -150,12 +154,14 @@ def compare_scenario(broker: Observation, http: Observation, timing: Timing) -> 
             + " A deadline shorter than the outage fails every message that meets it."
         )
     return (
-        f"- **Crash** (service_b SIGKILLed and restarted): {both}. Duplicates: HTTP "
-        f"{h.duplicates}, broker {b.duplicates}: the broker redelivers what the dead "
-        f"process held (up to PREFETCH={BROKER_PREFETCH}), some of which it had already "
-        "passed on, and `last` records those twice (as `duplicate`); over HTTP the callers "
-        "repeat their calls with the same idempotency key and service_c, which remembers it, "
-        "stops the repeat."
+        f"- **Crash** (service_b SIGKILLed and restarted): {both}; the last message that was "
+        f"on its way when service_b died completed {seconds(h.recovery, 1)} s (HTTP) and "
+        f"{seconds(b.recovery, 1)} s (broker) after it was back. Duplicates recorded by "
+        f"`last`: HTTP {h.duplicates}, broker {b.duplicates}. The broker redelivers what the "
+        f"dead process held (up to PREFETCH={BROKER_PREFETCH}), and whatever of it had "
+        "already been passed on reaches `last` twice, which records it as a `duplicate`; over "
+        "HTTP the callers repeat their calls with the same idempotency key, and a stage that "
+        "passed the message on before stops the repeat."
     )
 
 
@@ -235,6 +241,9 @@ def render(
         "",
         *(f"- {key}: {value}" for key, value in machine_info.items()),
         "",
+        "The machine is shared: other people's tests use the same two cores and broker at the "
+        "same time, so latencies move by some milliseconds between runs; the counts do not.",
+        "",
         "## The two pipelines",
         "",
         f"- **Both**: the same stage code (`service.work.Stage`), {timing.work:g} s of work per "
@@ -271,7 +280,8 @@ def render(
         "- **duplicates**: records `last` wrote for a message it had recorded before.",
         "- **p50 / p99**: `completed_at - created_at` of the completed messages.",
         "- **recovery**: from the end of the fault (the spike's last second; the stage ready "
-        "again) until every accepted message had completed; 0 if none was still on its way.",
+        "again) until every message accepted by then had completed: the time to work off "
+        "the fault's backlog; never, if an accepted message never completed.",
         "",
     ]
     if plot is not None:

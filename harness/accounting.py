@@ -123,8 +123,8 @@ class Account:
     duplicates: int
     p50: float  # seconds, created to completed, over the completed messages
     p99: float
-    # Seconds from the fault's end until every accepted message had completed (0 when they all
-    # had by then, or there was no fault); None if some accepted message never completed.
+    # Seconds from the fault's end until every message accepted by then had completed (0 when
+    # they all had, or there was no fault); None if some accepted message never completed.
     recovery: float | None
     # Signs of a broken account, 0 when all is well: `first`'s own count of accepted messages
     # disagrees by `unaccounted`; it reported a failure twice; `last` recorded unknown messages.
@@ -139,10 +139,9 @@ def account(
     fate = fates(offered, caller.failed, arrived.completions)
     counts = {kind: sum(1 for f in fate.values() if f is kind) for kind in Fate}
     accepted = [seq for seq in range(1, offered + 1) if seq not in caller.failed]
-    done = [arrived.completions[seq].completed_at for seq in accepted if seq in arrived.completions]
     recovery = None
-    if len(done) == len(accepted):  # else some accepted message never completed: no recovery
-        recovery = max([0.0, *(moment - fault_end for moment in done)]) if fault_end else 0.0
+    if all(seq in arrived.completions for seq in accepted):  # else: never recovered
+        recovery = backlog_cleared(arrived.completions.values(), fault_end)
     latencies = sorted(c.latency for c in arrived.completions.values())
     stated = caller.accepted if caller.accepted is not None else len(accepted)
     return Account(
@@ -160,6 +159,14 @@ def account(
         repeated_failures=caller.repeated_failures,
         strangers=arrived.strangers,
     )
+
+
+def backlog_cleared(completions: Iterable[Completion], fault_end: float | None) -> float:
+    """Seconds from the end of the fault until every message created by then had completed."""
+    if fault_end is None:
+        return 0.0
+    ends = [c.completed_at - fault_end for c in completions if c.created_at <= fault_end]
+    return max([0.0, *ends])
 
 
 def per_second(times: Iterable[float], start: float, seconds: int) -> list[int]:

@@ -79,7 +79,7 @@ class NextHop:
     def deliver(self, message: Message, deadline: float) -> Outcome:
         body = wire.encode(message)
         headers = wire.headers(message, deadline)
-        attempt, reason, status = 0, "the deadline had passed before the first attempt", None
+        attempt, reason, status = 0, "", None
         while (remaining := deadline - time.time()) > 0:
             attempt += 1
             try:
@@ -103,6 +103,8 @@ class NextHop:
                 if response.status not in RETRY_STATUSES:
                     return Outcome(False, attempt, reason, status)
             time.sleep(max(0.0, min(backoff(attempt), deadline - time.time())))
+        if not attempt:
+            return Outcome(False, 0, "the deadline passed before the first attempt")
         return Outcome(
             False, attempt, f"deadline passed after {attempt} attempts: {reason}", status
         )

@@ -97,12 +97,17 @@ def test_account_of_a_run() -> None:
     assert result.unaccounted == 0
 
 
-def test_recovery_runs_from_the_end_of_the_fault_to_the_last_accepted_completion() -> None:
-    caller = CallerView({}, accepted=2, repeated_failures=0)
-    done = {1: Completion(1, 10.0, 11.0), 2: Completion(2, 10.0, 27.5)}
-    assert account(2, caller, Arrivals(done, 0, 0), fault_end=20.0).recovery == 7.5
-    assert account(2, caller, Arrivals(done, 0, 0), fault_end=30.0).recovery == 0.0
-    assert account(2, caller, Arrivals(done, 0, 0), fault_end=None).recovery == 0.0
+def test_recovery_runs_from_the_end_of_the_fault_until_its_backlog_completed() -> None:
+    caller = CallerView({}, accepted=3, repeated_failures=0)
+    done = {
+        1: Completion(1, 10.0, 11.0),
+        2: Completion(2, 10.0, 27.5),
+        3: Completion(3, 25.0, 40.0),  # created after the fault: not its backlog
+    }
+    assert account(3, caller, Arrivals(done, 0, 0), fault_end=20.0).recovery == 7.5
+    assert account(3, caller, Arrivals(done, 0, 0), fault_end=30.0).recovery == 10.0
+    assert account(3, caller, Arrivals(done, 0, 0), fault_end=50.0).recovery == 0.0
+    assert account(3, caller, Arrivals(done, 0, 0), fault_end=None).recovery == 0.0
 
 
 def test_account_notices_a_first_whose_count_disagrees() -> None:
