@@ -158,10 +158,10 @@ def compare_scenario(broker: Observation, http: Observation, timing: Timing) -> 
         f"on its way when service_b died completed {seconds(h.recovery, 1)} s (HTTP) and "
         f"{seconds(b.recovery, 1)} s (broker) after it was back. Duplicates recorded by "
         f"`last`: HTTP {h.duplicates}, broker {b.duplicates}. The broker redelivers what the "
-        f"dead process held (up to PREFETCH={BROKER_PREFETCH}), and whatever of it had "
-        "already been passed on reaches `last` twice, which records it as a `duplicate`; over "
-        "HTTP the callers repeat their calls with the same idempotency key, and a stage that "
-        "passed the message on before stops the repeat."
+        f"dead process held unacknowledged (up to PREFETCH={BROKER_PREFETCH}), and any of it "
+        "already passed on reaches `last` twice, which records it as a `duplicate`; over HTTP "
+        "the callers repeat their calls with the same idempotency key, and a stage that passed "
+        "the message on before stops the repeat."
     )
 
 
