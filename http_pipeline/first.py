@@ -109,6 +109,7 @@ class Sender:
                     self.accepted += 1
                 else:
                     self.failed += 1
+                self._progress.update(self.accepted, failed=self.failed)
             if not outcome.ok:
                 log.error(
                     "message failed",
@@ -120,7 +121,6 @@ class Sender:
                         "attempts": outcome.attempts,
                     },
                 )
-            self._progress.update(self.accepted, failed=self.failed)
         finally:
             self._window.release()
 
