@@ -17,7 +17,7 @@ from common.settings import redact_url
 from common.topology import STAGES, following_queue
 from harness.broker import Vhost, broker_url, refusal
 from harness.docker_broker import DockerBroker, DockerUnavailable, docker_available
-from harness.processes import Proc, python_module
+from harness.processes import Launcher, Proc
 
 StartProc = Callable[..., Proc]
 TESTS = Path(__file__).resolve().parent
@@ -82,21 +82,9 @@ def vhost(base_url: str) -> Iterator[Vhost]:
 @pytest.fixture
 def start(vhost: Vhost, tmp_path: Path) -> Iterator[StartProc]:
     """Start `python -m MODULE` against the test's vhost; every process is killed at the end."""
-    procs: list[Proc] = []
-
-    def start_proc(module: str, name: str | None = None, **env: object) -> Proc:
-        full_env = {
-            "AMQP_URL": vhost.url,
-            "LOG_FORMAT": "json",
-            **{k: str(v) for k, v in env.items()},
-        }
-        proc = Proc(python_module(module), tmp_path, f"{name or module}-{len(procs)}", full_env)
-        procs.append(proc)
-        return proc
-
-    yield start_proc
-    for proc in procs:
-        proc.kill()
+    launcher = Launcher(tmp_path, AMQP_URL=vhost.url, LOG_FORMAT="json")
+    yield launcher
+    launcher.kill_all()
 
 
 @pytest.fixture
