@@ -18,6 +18,7 @@ from common.topology import STAGES, following_queue
 from harness.broker import Vhost, broker_url, refusal
 from harness.docker_broker import DockerBroker, DockerUnavailable, docker_available
 from harness.processes import Proc, python_module
+from harness.store import StoreKeys, answers
 
 StartProc = Callable[..., Proc]
 TESTS = Path(__file__).resolve().parent
@@ -97,6 +98,19 @@ def start(vhost: Vhost, tmp_path: Path) -> Iterator[StartProc]:
     yield start_proc
     for proc in procs:
         proc.kill()
+
+
+@pytest.fixture
+def store() -> Iterator[StoreKeys]:
+    """Keys of the test's own on the Redis at STORE_URL (127.0.0.1:6379 by default)."""
+    keys = StoreKeys()
+    if not answers(keys.url):
+        pytest.fail(
+            f"no Redis answers at {redact_url(keys.url)}: start one (`redis-server --daemonize "
+            "yes`) or set STORE_URL to yours"
+        )
+    yield keys
+    keys.delete()
 
 
 @pytest.fixture

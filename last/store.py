@@ -1,0 +1,330 @@
+"""Where `last` keeps what it completed: one record per broker_message_id, written once.
+
+With STORE_URL set, every `last` replica writes to the same Redis, so a message is logged
+`completed` once however many replicas run or are replaced. Each record goes in under its id
+with `SET key record NX GET`, which stores it only if the id is not there yet, and `last` logs
+`completed` only when its own write stored the record (else `duplicate`). The write comes before
+the ack: a `last` killed in between leaves the record stored and the message unacked, and the
+redelivery is a `duplicate`. A `last` killed after the write but before its log line leaves a
+record with no `completed` line: the store, not the log, is the full account.
+
+One round trip per message would cap the sink's rate, so records go through a `GroupCommit`:
+each worker thread hands its record to one writer thread and waits; the writer sends everything
+waiting as one pipeline and wakes them all. A burst of up to WORKERS records costs one round trip.
+
+When the store does not answer, the writer tries again with back-off, one log line per try, and
+the workers keep waiting: their messages stay unacked (never nacked: on a quorum queue every
+requeue spends a delivery attempt), and once PREFETCH of them are held the broker sends no more.
+When the store answers again, everything waiting goes in one round trip.
+
+Without STORE_URL the ids are kept in memory: de-duplication then holds within one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.retry import Retry
+
+from common.settings import Env, SettingsError, redact_url
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY_PREFIX = "rabbithole:completed:"
+# Ids an in-memory store remembers: a redelivery arrives within seconds or minutes, far inside.
+REMEMBERED_IDS = 1_000_000
+# Seconds for the store to answer before a try counts as failed; one round trip carries at most
+# WORKERS small writes, which Redis answers in well under a millisecond.
+STORE_TIMEOUT = 5.0
+# Back-off between tries while the store does not answer: quick after a blip, then one log line
+# every few seconds through a long outage.
+FIRST_RETRY = 0.2
+LONGEST_RETRY = 5.0
+# SET with both NX and GET came with Redis 7.0.
+OLDEST_REDIS = (7, 0)
+# Keys per SCAN (and per MGET of their records) when the report reads the store.
+SCAN_COUNT = 1000
+URL_HELP = "a Redis URL like redis://host:6379/0 or redis://:password@host:6379/0 (or rediss://)"
+
+Batch = Sequence[tuple[str, str]]  # (id, record) pairs
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer, or refused the write for now (loading, read-only, full)."""
+
+
+class StoreRefused(Exception):
+    """The store answered, but `last` cannot use it: wrong credentials, or too old a Redis."""
+
+
+class Store(Protocol):
+    def add(self, key: str, record: str) -> bool:
+        """Keep `record` under `key` unless the key is there; True if this call kept it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str  # empty: in memory, for this process only
+    key_prefix: str
+
+    @classmethod
+    def from_env(cls, env: Env) -> StoreSettings:
+        url = env.text("STORE_URL", "", max_length=4096)
+        return cls(
+            url=check_store_url("STORE_URL", url) if url else "",
+            key_prefix=env.text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX),
+        )
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+
+def check_store_url(name: str, url: str) -> str:
+    """`url` if it is a Redis URL; SettingsError naming `name` if not."""
+    try:
+        parts = parse_url(url)
+    except ValueError:
+        raise SettingsError(name, redact_url(url), URL_HELP) from None
+    if "host" not in parts and "path" not in parts:
+        raise SettingsError(name, redact_url(url), f"{URL_HELP}: it names no host")
+    return url
+
+
+def open_store(settings: StoreSettings) -> Store:
+    """The store `last` writes to; raises StoreRefused if the store answers but cannot be used.
+
+    A store that does not answer yet is not an error: the first records wait for it."""
+    if not settings.url:
+        log.info(
+            "no STORE_URL: completed ids are kept in memory, so de-duplication holds within "
+            "this process only"
+        )
+        return MemoryStore()
+    store = RedisStore(settings)
+    try:
+        store.check()
+    except StoreUnavailable as error:
+        log.warning(
+            "the store does not answer yet; messages wait for it",
+            extra={"store": settings.display_url, "error": str(error)},
+        )
+    else:
+        log.info(
+            "completed records go to the store",
+            extra={"store": settings.display_url, "key_prefix": settings.key_prefix},
+        )
+    return GroupCommit(store.insert, settings.display_url)
+
+
+class MemoryStore:
+    """The ids this process completed, the oldest forgotten past REMEMBERED_IDS."""
+
+    def __init__(self, remembered: int = REMEMBERED_IDS) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._remembered = remembered
+        self._lock = threading.Lock()
+
+    def add(self, key: str, record: str) -> bool:
+        with self._lock:
+            if key in self._ids:
+                return False
+            self._ids[key] = None
+            if len(self._ids) > self._remembered:
+                self._ids.popitem(last=False)
+            return True
+
+    def close(self) -> None:
+        pass
+
+
+class RedisStore:
+    """The records in Redis, one string key per message: `<key prefix><broker_message_id>`."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self._prefix = settings.key_prefix
+        self._where = settings.display_url
+        self._client = redis.Redis.from_url(
+            settings.url,
+            decode_responses=True,
+            socket_timeout=STORE_TIMEOUT,
+            socket_connect_timeout=STORE_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),  # the caller retries, with back-off and a log line
+        )
+
+    def check(self) -> None:
+        """Raises StoreRefused if the store cannot be used, StoreUnavailable if it is not there."""
+        try:
+            version = self._client.info("server")["redis_version"]
+        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as error:
+            raise StoreRefused(
+                f"the store at {self._where} refused us ({error}): check the user and password "
+                "in STORE_URL"
+            ) from None
+        except redis.RedisError as error:
+            raise StoreUnavailable(describe(error)) from None
+        found = tuple(int(part) for part in version.split(".")[:2])
+        if found < OLDEST_REDIS:
+            oldest = ".".join(map(str, OLDEST_REDIS))
+            raise StoreRefused(
+                f"the store at {self._where} runs Redis {version}; last needs Redis {oldest} or "
+                "later (SET with NX and GET)"
+            )
+
+    def insert(self, batch: Batch) -> list[bool]:
+        """Write each record unless its id is there, all in one round trip; True where this call
+        stored it. A record found equal to ours is ours as well: an earlier try whose reply was
+        lost (the write went through, the connection broke before the answer came back)."""
+        pipeline = self._client.pipeline(transaction=False)
+        for key, record in batch:
+            pipeline.set(self._prefix + key, record, nx=True, get=True)
+        try:
+            found = pipeline.execute()
+        except redis.RedisError as error:
+            raise StoreUnavailable(describe(error)) from None
+        return [old is None or old == record for old, (_, record) in zip(found, batch, strict=True)]
+
+    def records(self) -> Iterator[tuple[str, str]]:
+        """Every (id, record) in the store, each once, in no particular order."""
+        pattern = glob_escape(self._prefix) + "*"
+        seen: set[str] = set()
+        cursor = None
+        try:
+            while cursor != 0:
+                cursor, keys = self._client.scan(cursor or 0, match=pattern, count=SCAN_COUNT)
+                keys = [key for key in keys if key not in seen]
+                seen.update(keys)
+                for key, record in zip(keys, self._client.mget(keys) if keys else [], strict=True):
+                    if record is not None:  # deleted since the SCAN
+                        yield key[len(self._prefix) :], record
+        except redis.AuthenticationError as error:
+            raise StoreRefused(f"the store at {self._where} refused us ({error})") from None
+        except redis.RedisError as error:
+            raise StoreUnavailable(describe(error)) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis glob pattern (SCAN MATCH)."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """One `add` call, waiting for the writer to answer it."""
+
+    key: str
+    record: str
+    stored: bool = False
+    answered: threading.Event = field(default_factory=threading.Event)
+
+
+class GroupCommit:
+    """Many threads' writes, one round trip at a time.
+
+    `add` puts the record on a list and waits. One writer thread takes everything on the list,
+    writes it with one call of `insert` and wakes the threads it answered. While `insert` fails,
+    the writer tries again with back-off (taking in what was added meanwhile), one log line per
+    try, and the threads wait for as long as that takes: they are never told to give up, since
+    giving up would mean handing their messages back to the broker.
+    """
+
+    def __init__(
+        self,
+        insert: Callable[[Batch], list[bool]],
+        where: str,
+        *,
+        first_retry: float = FIRST_RETRY,
+        longest_retry: float = LONGEST_RETRY,
+    ) -> None:
+        self._insert = insert
+        self._where = where
+        self._first_retry = first_retry
+        self._longest_retry = longest_retry
+        self._waiting: list[_Waiting] = []
+        self._changed = threading.Condition()
+        self._closed = threading.Event()
+        # A daemon: a process that stops while the store is down must not wait for it.
+        self._writer = threading.Thread(target=self._write_forever, name="store", daemon=True)
+        self._writer.start()
+
+    def add(self, key: str, record: str) -> bool:
+        waiting = _Waiting(key, record)
+        with self._changed:
+            self._waiting.append(waiting)
+            self._changed.notify()
+        waiting.answered.wait()
+        return waiting.stored
+
+    def close(self) -> None:
+        """Stop the writer after the write in hand; what waits stays unanswered (its messages
+        unacked, for the broker to deliver again)."""
+        self._closed.set()
+        with self._changed:
+            self._changed.notify()
+
+    def _take(self, *, wait: bool) -> list[_Waiting]:
+        with self._changed:
+            while wait and not self._waiting and not self._closed.is_set():
+                self._changed.wait()
+            if self._closed.is_set():
+                return []
+            taken, self._waiting = self._waiting, []
+            return taken
+
+    def _write_forever(self) -> None:
+        while batch := self._take(wait=True):
+            self._write(batch)
+
+    def _write(self, batch: list[_Waiting]) -> None:
+        retry_in, failed_at = self._first_retry, None
+        while True:
+            try:
+                stored = self._insert([(w.key, w.record) for w in batch])
+                break
+            except Exception as error:  # StoreUnavailable, or a bug: the records wait either way
+                failed_at = failed_at or time.monotonic()
+                log.warning(
+                    "the store does not answer: holding messages unacked until it does",
+                    extra={
+                        "store": self._where,
+                        "error": str(error) if isinstance(error, StoreUnavailable) else None,
+                        "waiting": len(batch),
+                        "retry_in_s": retry_in,
+                    },
+                    exc_info=not isinstance(error, StoreUnavailable),
+                )
+                if self._closed.wait(retry_in):
+                    return
+                retry_in = min(retry_in * 2, self._longest_retry)
+                batch += self._take(wait=False)
+        if failed_at is not None:
+            log.info(
+                "the store answers again",
+                extra={
+                    "store": self._where,
+                    "outage_s": round(time.monotonic() - failed_at, 1),
+                    "written": len(batch),
+                },
+            )
+        for waiting, was_stored in zip(batch, stored, strict=True):
+            waiting.stored = was_stored
+            waiting.answered.set()

@@ -1,0 +1,219 @@
+"""`last`'s store without a network: group commit, waiting through failures, the in-memory
+store, the settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from common.settings import Env, SettingsError
+from harness.processes import wait_for
+from last.store import (
+    DEFAULT_KEY_PREFIX,
+    Batch,
+    GroupCommit,
+    MemoryStore,
+    StoreSettings,
+    StoreUnavailable,
+    glob_escape,
+)
+
+RETRYING = "the store does not answer: holding messages unacked until it does"
+BACK = "the store answers again"
+
+
+class FakeStore:
+    """An `insert` that records its batches, keeps each key once, and can be held or failed."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.kept: dict[str, str] = {}
+        self.failures: list[Exception] = []  # raised by the next calls, one each
+        self.hold = threading.Event()
+        self.hold.set()
+        self.calls = threading.Semaphore(0)
+
+    def insert(self, batch: Batch) -> list[bool]:
+        self.calls.release()
+        self.hold.wait()
+        if self.failures:
+            raise self.failures.pop(0)
+        self.batches.append([key for key, _ in batch])
+        return [self.kept.setdefault(key, record) == record for key, record in batch]
+
+
+@pytest.fixture
+def fake() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def commit(fake: FakeStore) -> Iterator[GroupCommit]:
+    commit = GroupCommit(fake.insert, "fake://", first_retry=0.01, longest_retry=0.04)
+    yield commit
+    fake.hold.set()
+    commit.close()
+
+
+def add_in_threads(commit: GroupCommit, items: list[tuple[str, str]]) -> dict[str, bool]:
+    """Call `add` for each item at once, one thread each; the answers once all are in."""
+    answers: dict[str, bool] = {}
+    threads = [
+        threading.Thread(target=lambda k=key, r=record: answers.__setitem__(k, commit.add(k, r)))
+        for key, record in items
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    return answers
+
+
+def waiting(commit: GroupCommit) -> int:
+    with commit._changed:
+        return len(commit._waiting)
+
+
+def test_one_add_is_one_write(commit: GroupCommit, fake: FakeStore) -> None:
+    assert commit.add("a", "record a") is True
+    assert commit.add("a", "record a, again") is False
+    assert fake.batches == [["a"], ["a"]]
+
+
+def test_what_arrives_during_a_write_goes_in_the_next_one_together(
+    commit: GroupCommit, fake: FakeStore
+) -> None:
+    fake.hold.clear()
+    first = threading.Thread(target=commit.add, args=("first", "r"))
+    first.start()
+    assert fake.calls.acquire(timeout=5)  # the writer is in its first round trip
+    items = [(f"id-{n}", f"record {n}") for n in range(20)]
+    later = threading.Thread(target=add_in_threads, args=(commit, items))
+    later.start()
+    wait_for(lambda: waiting(commit) == 20, 5, "20 records waiting")
+    fake.hold.set()
+    later.join(10)
+    first.join(10)
+    first_batch, second_batch = fake.batches
+    assert first_batch == ["first"]
+    assert sorted(second_batch) == sorted(key for key, _ in items)  # 20 records, 1 round trip
+
+
+def test_each_caller_gets_its_own_answer(commit: GroupCommit, fake: FakeStore) -> None:
+    fake.kept = {"b": "someone else's", "d": "someone else's"}
+    answers = add_in_threads(commit, [(key, "mine") for key in "abcde"])
+    assert answers == {"a": True, "b": False, "c": True, "d": False, "e": True}
+
+
+def test_callers_wait_through_failures_and_get_in_together(
+    commit: GroupCommit, fake: FakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.failures = [StoreUnavailable("ConnectionError: refused")] * 4
+    fake.hold.clear()
+    caller = threading.Thread(target=add_in_threads, args=(commit, [("a", "r")]))
+    caller.start()
+    assert fake.calls.acquire(timeout=5)
+    later = threading.Thread(target=add_in_threads, args=(commit, [("b", "r"), ("c", "r")]))
+    later.start()
+    wait_for(lambda: waiting(commit) == 2, 5, "2 more records waiting")
+    with caplog.at_level(logging.INFO, logger="last.store"):
+        fake.hold.set()
+        caller.join(10)
+        later.join(10)
+    assert not caller.is_alive()
+    assert not later.is_alive()
+    # The failed tries took in what came meanwhile: one successful write for all three.
+    assert [sorted(batch) for batch in fake.batches] == [["a", "b", "c"]]
+    retries = [r for r in caplog.records if r.getMessage() == RETRYING]
+    assert [r.retry_in_s for r in retries] == [0.01, 0.02, 0.04, 0.04]  # back-off, capped
+    assert [r.waiting for r in retries] == [1, 3, 3, 3]
+    assert retries[0].error == "ConnectionError: refused"
+    [back] = [r for r in caplog.records if r.getMessage() == BACK]
+    assert back.written == 3
+
+
+def test_a_bug_in_the_store_is_logged_with_its_traceback_and_retried(
+    commit: GroupCommit, fake: FakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.failures = [TypeError("a bug")]
+    with caplog.at_level(logging.WARNING, logger="last.store"):
+        assert commit.add("a", "r") is True
+    [retry] = [r for r in caplog.records if r.getMessage() == RETRYING]
+    assert retry.exc_info is not None
+    assert retry.exc_info[0] is TypeError
+
+
+def test_close_leaves_waiting_callers_unanswered(commit: GroupCommit, fake: FakeStore) -> None:
+    """What waits when `last` stops is never answered, so its message is never acked."""
+    fake.failures = [StoreUnavailable("down")] * 1000
+    answered = threading.Event()
+    caller = threading.Thread(target=lambda: (commit.add("a", "r"), answered.set()), daemon=True)
+    caller.start()
+    assert fake.calls.acquire(timeout=5)
+    commit.close()
+    wait_for(lambda: not commit._writer.is_alive(), 5, "the writer to stop")
+    assert not answered.is_set()
+    assert fake.batches == []
+
+
+# -- the in-memory store -----------------------------------------------------------------------
+
+
+def test_memory_store_keeps_each_id_once() -> None:
+    store = MemoryStore()
+    assert store.add("a", "r") is True
+    assert store.add("a", "r") is False
+    assert store.add("b", "r") is True
+
+
+def test_memory_store_forgets_the_oldest_past_its_bound() -> None:
+    store = MemoryStore(remembered=2)
+    for key in "abc":
+        assert store.add(key, "r") is True
+    assert store.add("c", "r") is False  # still remembered
+    assert store.add("a", "r") is True  # forgotten, the oldest
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def test_without_store_url_the_store_is_in_memory() -> None:
+    assert StoreSettings.from_env(Env({})) == StoreSettings("", DEFAULT_KEY_PREFIX)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://localhost:6379/0", "rediss://user:secret@store.example:6380/2", "unix:///run/r.sock"],
+)
+def test_store_urls_accepted(url: str) -> None:
+    assert StoreSettings.from_env(Env({"STORE_URL": url})).url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://localhost:6379", "'http://localhost:6379'"),
+        ("localhost:6379", "'localhost:6379'"),
+        ("redis://", "'redis://'"),
+        ("redis://:secret@/0", "'redis://:***@/0'"),
+    ],
+)
+def test_bad_store_urls_are_one_clear_line(url: str, shown: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        StoreSettings.from_env(Env({"STORE_URL": url}))
+    message = str(error.value)
+    assert message.startswith(f"STORE_URL={shown} is not valid: a Redis URL like redis://")
+    assert "secret" not in message
+
+
+def test_the_display_url_hides_the_password() -> None:
+    settings = StoreSettings("redis://:secret@store:6379/0", DEFAULT_KEY_PREFIX)
+    assert settings.display_url == "redis://:***@store:6379/0"
+
+
+def test_glob_escape() -> None:
+    assert glob_escape("run[1]*?\\:") == "run\\[1\\]\\*\\?\\\\:"
