@@ -65,6 +65,17 @@ CONTENDERS = {
             ("pika",),
         ),
         Contender(
+            "project-store",
+            "this project, last with its store",
+            "bench.project",
+            project.plan_with_store,
+            "as above, with `last` writing each record to Redis (`SET NX GET`, several "
+            "records per round trip) before its ack; a `redis-server` of the run's own with "
+            "the compose file's durability settings (`appendonly yes`, `appendfsync always`: "
+            "an fsync before each reply), its CPU counted with the contender's",
+            ("pika", "redis"),
+        ),
+        Contender(
             "project-classic",
             "this project, classic queues",
             "bench.project",

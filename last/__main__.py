@@ -23,9 +23,9 @@ from last.tally import Tally
 
 log = logging.getLogger("last")
 
-# Worker threads: each holds one message while its record is written, so this many records can
-# share one round trip to the store (see docs/benchmarks.md for how the rate depends on it).
-DEFAULT_WORKERS = 16
+# Worker threads. With a store, each waits with its message while its record is written, so
+# this many records can share one round trip (docs/benchmarks.md); without one, one is enough.
+WORKERS_WITH_STORE = 64
 
 
 class Sink:
@@ -80,10 +80,11 @@ class Sink:
 
 def main(env: Env) -> int:
     broker = BrokerSettings.from_env(env)
-    settings = ConsumerSettings.from_env(
-        env, broker, default_queue="service_log", default_workers=DEFAULT_WORKERS
-    )
     store_settings = StoreSettings.from_env(env)
+    workers = WORKERS_WITH_STORE if store_settings.url else 1
+    settings = ConsumerSettings.from_env(
+        env, broker, default_queue="service_log", default_workers=workers
+    )
     expected = env.integer("EXPECTED_MESSAGES", 0, minimum=0, maximum=10**9)
     progress = Progress(log, progress_interval(env), expected or None)
     results_path = env.text("RESULTS_FILE", "", max_length=4096)
@@ -92,7 +93,7 @@ def main(env: Env) -> int:
     except StoreRefused as error:
         log.error(str(error))
         return 1
-    with open_results(results_path) as results, contextlib.closing(store):
+    with open_results(results_path) as results:
         sink = Sink(store, expected, progress, results)
         sink.consumer = Consumer(broker, settings, sink)
         serve(sink.consumer)

@@ -53,6 +53,19 @@ LONGEST_RETRY = 5.0
 OLDEST_REDIS = (7, 0)
 # Keys per SCAN (and per MGET of their records) when the report reads the store.
 SCAN_COUNT = 1000
+# One batch of records in one command: `SET id record NX GET` for each, which stores the record
+# only if the id is not there and answers what was there. 1 where this call stored the record,
+# or found the very same record: an earlier try of ours whose reply was lost (the write went
+# through, the connection broke before the answer came back). A script costs the client half
+# the CPU of a pipeline of as many SETs, and runs whole or not at all.
+INSERT = """
+local stored = {}
+for i, key in ipairs(KEYS) do
+  local found = redis.call('SET', key, ARGV[i], 'NX', 'GET')
+  stored[i] = (not found or found == ARGV[i]) and 1 or 0
+end
+return stored
+"""
 URL_HELP = "a Redis URL like redis://host:6379/0 or redis://:password@host:6379/0 (or rediss://)"
 
 Batch = Sequence[tuple[str, str]]  # (id, record) pairs
@@ -70,8 +83,6 @@ class Store(Protocol):
     def add(self, key: str, record: str) -> bool:
         """Keep `record` under `key` unless the key is there; True if this call kept it."""
         ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -146,9 +157,6 @@ class MemoryStore:
                 self._ids.popitem(last=False)
             return True
 
-    def close(self) -> None:
-        pass
-
 
 class RedisStore:
     """The records in Redis, one string key per message: `<key prefix><broker_message_id>`."""
@@ -163,6 +171,7 @@ class RedisStore:
             socket_connect_timeout=STORE_TIMEOUT,
             retry=Retry(NoBackoff(), 0),  # the caller retries, with back-off and a log line
         )
+        self._insert = self._client.register_script(INSERT)
 
     def check(self) -> None:
         """Raises StoreRefused if the store cannot be used, StoreUnavailable if it is not there."""
@@ -185,16 +194,13 @@ class RedisStore:
 
     def insert(self, batch: Batch) -> list[bool]:
         """Write each record unless its id is there, all in one round trip; True where this call
-        stored it. A record found equal to ours is ours as well: an earlier try whose reply was
-        lost (the write went through, the connection broke before the answer came back)."""
-        pipeline = self._client.pipeline(transaction=False)
-        for key, record in batch:
-            pipeline.set(self._prefix + key, record, nx=True, get=True)
+        stored it (see INSERT)."""
+        keys = [self._prefix + key for key, _ in batch]
         try:
-            found = pipeline.execute()
+            stored = self._insert(keys=keys, args=[record for _, record in batch])
         except redis.RedisError as error:
             raise StoreUnavailable(describe(error)) from None
-        return [old is None or old == record for old, (_, record) in zip(found, batch, strict=True)]
+        return [flag == 1 for flag in stored]
 
     def records(self) -> Iterator[tuple[str, str]]:
         """Every (id, record) in the store, each once, in no particular order."""
@@ -229,22 +235,32 @@ def describe(error: BaseException) -> str:
 
 @dataclass(eq=False)
 class _Waiting:
-    """One `add` call, waiting for the writer to answer it."""
+    """One `add` call. Its thread sleeps on `wake` (a bare lock, taken at the start: it costs a
+    fraction of an Event, and there is one per message) until its record is answered or it is
+    asked to write for everyone."""
 
     key: str
     record: str
+    answered: bool = False
     stored: bool = False
-    answered: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.wake.acquire()
 
 
 class GroupCommit:
     """Many threads' writes, one round trip at a time.
 
-    `add` puts the record on a list and waits. One writer thread takes everything on the list,
-    writes it with one call of `insert` and wakes the threads it answered. While `insert` fails,
-    the writer tries again with back-off (taking in what was added meanwhile), one log line per
-    try, and the threads wait for as long as that takes: they are never told to give up, since
-    giving up would mean handing their messages back to the broker.
+    A thread that calls `add` while no write is under way writes at once, for itself and for
+    everything that has come in by then. Threads that call meanwhile wait; when the write is
+    done, the writer wakes the ones it answered and hands the turn to the first of those that
+    came in too late for it, which then writes for all of them. So a burst of records from many
+    threads costs one round trip, and a lone record goes straight out, with no hand-over.
+
+    While `insert` fails, the writer tries again with back-off (taking in what came meanwhile),
+    one log line per try, and every thread waits for as long as that takes: none is told to
+    give up, since giving up would mean handing its message back to the broker.
     """
 
     def __init__(
@@ -259,42 +275,40 @@ class GroupCommit:
         self._where = where
         self._first_retry = first_retry
         self._longest_retry = longest_retry
+        self._lock = threading.Lock()
         self._waiting: list[_Waiting] = []
-        self._changed = threading.Condition()
-        self._closed = threading.Event()
-        # A daemon: a process that stops while the store is down must not wait for it.
-        self._writer = threading.Thread(target=self._write_forever, name="store", daemon=True)
-        self._writer.start()
+        self._writing = False
 
     def add(self, key: str, record: str) -> bool:
         waiting = _Waiting(key, record)
-        with self._changed:
+        with self._lock:
             self._waiting.append(waiting)
-            self._changed.notify()
-        waiting.answered.wait()
+            writes, self._writing = not self._writing, True
+        if not writes:
+            waiting.wake.acquire()  # answered, or handed the turn to write
+        if not waiting.answered:
+            self._write()
         return waiting.stored
 
-    def close(self) -> None:
-        """Stop the writer after the write in hand; what waits stays unanswered (its messages
-        unacked, for the broker to deliver again)."""
-        self._closed.set()
-        with self._changed:
-            self._changed.notify()
-
-    def _take(self, *, wait: bool) -> list[_Waiting]:
-        with self._changed:
-            while wait and not self._waiting and not self._closed.is_set():
-                self._changed.wait()
-            if self._closed.is_set():
-                return []
+    def _take(self) -> list[_Waiting]:
+        with self._lock:
             taken, self._waiting = self._waiting, []
             return taken
 
-    def _write_forever(self) -> None:
-        while batch := self._take(wait=True):
-            self._write(batch)
+    def _write(self) -> None:
+        """Write everything waiting (the caller's record among it), then hand the turn on."""
+        batch = self._take()
+        stored = self._insert_until_it_answers(batch)
+        for waiting, was_stored in zip(batch, stored, strict=True):
+            waiting.stored, waiting.answered = was_stored, True
+            waiting.wake.release()
+        with self._lock:
+            following = self._waiting[0] if self._waiting else None
+            self._writing = following is not None
+        if following is not None:
+            following.wake.release()
 
-    def _write(self, batch: list[_Waiting]) -> None:
+    def _insert_until_it_answers(self, batch: list[_Waiting]) -> list[bool]:
         retry_in, failed_at = self._first_retry, None
         while True:
             try:
@@ -312,10 +326,9 @@ class GroupCommit:
                     },
                     exc_info=not isinstance(error, StoreUnavailable),
                 )
-                if self._closed.wait(retry_in):
-                    return
+                time.sleep(retry_in)
                 retry_in = min(retry_in * 2, self._longest_retry)
-                batch += self._take(wait=False)
+                batch += self._take()
         if failed_at is not None:
             log.info(
                 "the store answers again",
@@ -325,6 +338,4 @@ class GroupCommit:
                     "written": len(batch),
                 },
             )
-        for waiting, was_stored in zip(batch, stored, strict=True):
-            waiting.stored = was_stored
-            waiting.answered.set()
+        return stored

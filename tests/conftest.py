@@ -89,6 +89,7 @@ def start(vhost: Vhost, tmp_path: Path) -> Iterator[StartProc]:
         full_env = {
             "AMQP_URL": vhost.url,
             "LOG_FORMAT": "json",
+            "STORE_URL": "",  # last keeps ids in memory unless the test gives it a store
             **{k: str(v) for k, v in env.items()},
         }
         proc = Proc(python_module(module), tmp_path, f"{name or module}-{len(procs)}", full_env)

@@ -310,7 +310,7 @@ def test_a_directory(tmp_path: Path) -> None:
 
 
 def test_no_file_given() -> None:
-    assert_one_line_error(run_report(), 2, "required: FILE")
+    assert_one_line_error(run_report(), 2, "give either FILE or --store URL")
 
 
 def test_a_bad_amqp_url(results_file: Path) -> None:

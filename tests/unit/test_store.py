@@ -52,10 +52,9 @@ def fake() -> FakeStore:
 
 @pytest.fixture
 def commit(fake: FakeStore) -> Iterator[GroupCommit]:
-    commit = GroupCommit(fake.insert, "fake://", first_retry=0.01, longest_retry=0.04)
-    yield commit
+    yield GroupCommit(fake.insert, "fake://", first_retry=0.01, longest_retry=0.04)
+    fake.failures.clear()
     fake.hold.set()
-    commit.close()
 
 
 def add_in_threads(commit: GroupCommit, items: list[tuple[str, str]]) -> dict[str, bool]:
@@ -74,7 +73,7 @@ def add_in_threads(commit: GroupCommit, items: list[tuple[str, str]]) -> dict[st
 
 
 def waiting(commit: GroupCommit) -> int:
-    with commit._changed:
+    with commit._lock:
         return len(commit._waiting)
 
 
@@ -90,7 +89,7 @@ def test_what_arrives_during_a_write_goes_in_the_next_one_together(
     fake.hold.clear()
     first = threading.Thread(target=commit.add, args=("first", "r"))
     first.start()
-    assert fake.calls.acquire(timeout=5)  # the writer is in its first round trip
+    assert fake.calls.acquire(timeout=5)  # the first caller writes at once, for itself
     items = [(f"id-{n}", f"record {n}") for n in range(20)]
     later = threading.Thread(target=add_in_threads, args=(commit, items))
     later.start()
@@ -101,6 +100,18 @@ def test_what_arrives_during_a_write_goes_in_the_next_one_together(
     first_batch, second_batch = fake.batches
     assert first_batch == ["first"]
     assert sorted(second_batch) == sorted(key for key, _ in items)  # 20 records, 1 round trip
+
+
+def test_a_lone_record_is_written_by_its_own_thread(fake: FakeStore) -> None:
+    """No hand-over to another thread when nothing else is waiting."""
+    writers = []
+
+    def insert(batch: Batch) -> list[bool]:
+        writers.append(threading.current_thread())
+        return fake.insert(batch)
+
+    assert GroupCommit(insert, "fake://").add("a", "r") is True
+    assert writers == [threading.current_thread()]
 
 
 def test_each_caller_gets_its_own_answer(commit: GroupCommit, fake: FakeStore) -> None:
@@ -147,17 +158,20 @@ def test_a_bug_in_the_store_is_logged_with_its_traceback_and_retried(
     assert retry.exc_info[0] is TypeError
 
 
-def test_close_leaves_waiting_callers_unanswered(commit: GroupCommit, fake: FakeStore) -> None:
-    """What waits when `last` stops is never answered, so its message is never acked."""
+def test_no_caller_is_answered_while_the_store_fails(
+    commit: GroupCommit, fake: FakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An answer lets the message be acked (or logged a duplicate): none while nothing is kept."""
     fake.failures = [StoreUnavailable("down")] * 1000
     answered = threading.Event()
     caller = threading.Thread(target=lambda: (commit.add("a", "r"), answered.set()), daemon=True)
-    caller.start()
-    assert fake.calls.acquire(timeout=5)
-    commit.close()
-    wait_for(lambda: not commit._writer.is_alive(), 5, "the writer to stop")
+    with caplog.at_level(logging.WARNING, logger="last.store"):
+        caller.start()
+        wait_for(lambda: len(caplog.records) >= 5, 5, "five tries")
     assert not answered.is_set()
     assert fake.batches == []
+    fake.failures.clear()
+    assert answered.wait(5)
 
 
 # -- the in-memory store -----------------------------------------------------------------------
