@@ -32,7 +32,9 @@ class Sink:
     """The handler: store the record, log and count it, and stop after EXPECTED_MESSAGES if set.
 
     Worker threads call it at once, so that the store can take their records in one round trip;
-    a store that does not answer holds them here, their messages unacked.
+    a store that does not answer holds them here, their messages unacked. The `completed` line
+    is written as soon as the store has answered (by the thread that wrote the batch), so that
+    a `last` killed in between leaves as few stored records without their line as it can.
     With RESULTS_FILE set, the completed, duplicate and summary records also go to that file,
     one JSON object per line, for `python -m tools.report`.
     """
@@ -56,14 +58,23 @@ class Sink:
             "run_id": message.run_id,
             "data": {**message.data, "completed_at": completed_at},
         }
-        is_new = self._store.add(message.message_id, json.dumps(record, separators=(",", ":")))
+        self._store.add(
+            message.message_id,
+            json.dumps(record, separators=(",", ":")),
+            lambda stored: self._answered(message, completed_at, record, stored=stored),
+        )
+
+    def _answered(
+        self, message: Message, completed_at: float, record: dict[str, object], *, stored: bool
+    ) -> None:
+        """Count and log a message once the store has answered for its record."""
         with self._lock:
-            if is_new:
+            if stored:
                 self._tally.record(message, completed_at)
             else:
                 self._tally.record_duplicate()
-            done = is_new and self._tally.completed == self._expected
-            self._emit("completed" if is_new else "duplicate", record)
+            done = stored and self._tally.completed == self._expected
+            self._emit("completed" if stored else "duplicate", record)
             self._progress.update(self._tally.completed, duplicates=self._tally.duplicates)
         if done and self.consumer is not None:
             self.consumer.request_stop()

@@ -9,13 +9,13 @@ redelivery is a `duplicate`. A `last` killed after the write but before its log 
 record with no `completed` line: the store, not the log, is the full account.
 
 One round trip per message would cap the sink's rate, so records go through a `GroupCommit`:
-each worker thread hands its record to one writer thread and waits; the writer sends everything
-waiting as one pipeline and wakes them all. A burst of up to WORKERS records costs one round trip.
+the worker threads take turns to write, and each turn writes the records of every thread that
+is waiting, in one command (INSERT). A burst of up to WORKERS records costs one round trip.
 
-When the store does not answer, the writer tries again with back-off, one log line per try, and
-the workers keep waiting: their messages stay unacked (never nacked: on a quorum queue every
-requeue spends a delivery attempt), and once PREFETCH of them are held the broker sends no more.
-When the store answers again, everything waiting goes in one round trip.
+When the store does not answer, the thread whose turn it is tries again with back-off, one log
+line per try, and the others keep waiting: their messages stay unacked (never nacked: on a
+quorum queue every requeue spends a delivery attempt), and once PREFETCH of them are held the
+broker sends no more. When the store answers again, everything waiting goes in one round trip.
 
 Without STORE_URL the ids are kept in memory: de-duplication then holds within one process.
 """
@@ -79,9 +79,14 @@ class StoreRefused(Exception):
     """The store answered, but `last` cannot use it: wrong credentials, or too old a Redis."""
 
 
+Then = Callable[[bool], None]  # what to do once the store has answered: did it keep the record?
+
+
 class Store(Protocol):
-    def add(self, key: str, record: str) -> bool:
-        """Keep `record` under `key` unless the key is there; True if this call kept it."""
+    def add(self, key: str, record: str, then: Then) -> None:
+        """Keep `record` under `key` unless the key is there, and call `then(kept)` at once;
+        returns after that, blocking for as long as the store does not answer. An exception
+        from `then` is raised here."""
         ...
 
 
@@ -148,14 +153,14 @@ class MemoryStore:
         self._remembered = remembered
         self._lock = threading.Lock()
 
-    def add(self, key: str, record: str) -> bool:
+    def add(self, key: str, record: str, then: Then) -> None:
         with self._lock:
-            if key in self._ids:
-                return False
-            self._ids[key] = None
-            if len(self._ids) > self._remembered:
-                self._ids.popitem(last=False)
-            return True
+            kept = key not in self._ids
+            if kept:
+                self._ids[key] = None
+                if len(self._ids) > self._remembered:
+                    self._ids.popitem(last=False)
+        then(kept)
 
 
 class RedisStore:
@@ -241,12 +246,22 @@ class _Waiting:
 
     key: str
     record: str
+    then: Then
     answered: bool = False
-    stored: bool = False
+    error: Exception | None = None  # raised by `then`, to be raised again by `add`
     wake: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.wake.acquire()
+
+    def answer(self, stored: bool) -> None:
+        """Run the caller's `then` here and now, then wake the caller."""
+        self.answered = True
+        try:
+            self.then(stored)
+        except Exception as error:
+            self.error = error
+        self.wake.release()
 
 
 class GroupCommit:
@@ -254,9 +269,11 @@ class GroupCommit:
 
     A thread that calls `add` while no write is under way writes at once, for itself and for
     everything that has come in by then. Threads that call meanwhile wait; when the write is
-    done, the writer wakes the ones it answered and hands the turn to the first of those that
-    came in too late for it, which then writes for all of them. So a burst of records from many
-    threads costs one round trip, and a lone record goes straight out, with no hand-over.
+    done, the writer runs the `then` of every record it wrote (so that what follows a write,
+    such as its log line, follows it at once, not when each thread gets a CPU), wakes their
+    threads and hands the turn to the first of those that came in too late for it, which then
+    writes for all of them. So a burst of records from many threads costs one round trip, and a
+    lone record goes straight out, with no hand-over.
 
     While `insert` fails, the writer tries again with back-off (taking in what came meanwhile),
     one log line per try, and every thread waits for as long as that takes: none is told to
@@ -279,8 +296,8 @@ class GroupCommit:
         self._waiting: list[_Waiting] = []
         self._writing = False
 
-    def add(self, key: str, record: str) -> bool:
-        waiting = _Waiting(key, record)
+    def add(self, key: str, record: str, then: Then) -> None:
+        waiting = _Waiting(key, record, then)
         with self._lock:
             self._waiting.append(waiting)
             writes, self._writing = not self._writing, True
@@ -288,7 +305,8 @@ class GroupCommit:
             waiting.wake.acquire()  # answered, or handed the turn to write
         if not waiting.answered:
             self._write()
-        return waiting.stored
+        if waiting.error is not None:
+            raise waiting.error
 
     def _take(self) -> list[_Waiting]:
         with self._lock:
@@ -300,8 +318,7 @@ class GroupCommit:
         batch = self._take()
         stored = self._insert_until_it_answers(batch)
         for waiting, was_stored in zip(batch, stored, strict=True):
-            waiting.stored, waiting.answered = was_stored, True
-            waiting.wake.release()
+            waiting.answer(was_stored)
         with self._lock:
             following = self._waiting[0] if self._waiting else None
             self._writing = following is not None

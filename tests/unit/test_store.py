@@ -16,8 +16,10 @@ from last.store import (
     Batch,
     GroupCommit,
     MemoryStore,
+    Store,
     StoreSettings,
     StoreUnavailable,
+    Then,
     glob_escape,
 )
 
@@ -57,11 +59,19 @@ def commit(fake: FakeStore) -> Iterator[GroupCommit]:
     fake.hold.set()
 
 
+def add(store: Store, key: str, record: str) -> bool:
+    """`store.add`, and what it answered."""
+    answers: list[bool] = []
+    store.add(key, record, answers.append)
+    [answer] = answers
+    return answer
+
+
 def add_in_threads(commit: GroupCommit, items: list[tuple[str, str]]) -> dict[str, bool]:
     """Call `add` for each item at once, one thread each; the answers once all are in."""
     answers: dict[str, bool] = {}
     threads = [
-        threading.Thread(target=lambda k=key, r=record: answers.__setitem__(k, commit.add(k, r)))
+        threading.Thread(target=lambda k=key, r=record: answers.__setitem__(k, add(commit, k, r)))
         for key, record in items
     ]
     for thread in threads:
@@ -78,8 +88,8 @@ def waiting(commit: GroupCommit) -> int:
 
 
 def test_one_add_is_one_write(commit: GroupCommit, fake: FakeStore) -> None:
-    assert commit.add("a", "record a") is True
-    assert commit.add("a", "record a, again") is False
+    assert add(commit, "a", "record a") is True
+    assert add(commit, "a", "record a, again") is False
     assert fake.batches == [["a"], ["a"]]
 
 
@@ -87,7 +97,7 @@ def test_what_arrives_during_a_write_goes_in_the_next_one_together(
     commit: GroupCommit, fake: FakeStore
 ) -> None:
     fake.hold.clear()
-    first = threading.Thread(target=commit.add, args=("first", "r"))
+    first = threading.Thread(target=add, args=(commit, "first", "r"))
     first.start()
     assert fake.calls.acquire(timeout=5)  # the first caller writes at once, for itself
     items = [(f"id-{n}", f"record {n}") for n in range(20)]
@@ -102,6 +112,46 @@ def test_what_arrives_during_a_write_goes_in_the_next_one_together(
     assert sorted(second_batch) == sorted(key for key, _ in items)  # 20 records, 1 round trip
 
 
+def test_the_writer_runs_each_records_then_before_waking_its_thread(
+    commit: GroupCommit, fake: FakeStore
+) -> None:
+    """What follows a write (`last`'s log line) comes right after it, in the writing thread."""
+    fake.hold.clear()
+    first = threading.Thread(target=add, args=(commit, "first", "r"), name="first")
+    first.start()
+    assert fake.calls.acquire(timeout=5)
+    ran_in: dict[str, str] = {}
+
+    def note_thread(key: str) -> Then:
+        return lambda _stored: ran_in.__setitem__(key, threading.current_thread().name)
+
+    started = []
+    for key in ("b", "c"):
+        started.append(
+            threading.Thread(target=commit.add, args=(key, "r", note_thread(key)), name=key)
+        )
+        started[-1].start()
+    wait_for(lambda: waiting(commit) == 2, 5, "2 records waiting")
+    fake.hold.set()
+    for thread in (first, *started):
+        thread.join(5)
+    assert ran_in["b"] == ran_in["c"]  # one thread wrote both, and ran both `then`s
+    assert ran_in["b"] in ("b", "c")
+
+
+def test_an_error_in_then_is_raised_in_its_own_thread_only(
+    commit: GroupCommit, fake: FakeStore
+) -> None:
+    def fail(_stored: bool) -> None:
+        raise OSError("disk full")
+
+    answers = add_in_threads(commit, [("a", "r")])
+    with pytest.raises(OSError, match="disk full"):
+        commit.add("b", "r", fail)
+    assert answers == {"a": True}
+    assert add(commit, "c", "r") is True  # the next write goes on
+
+
 def test_a_lone_record_is_written_by_its_own_thread(fake: FakeStore) -> None:
     """No hand-over to another thread when nothing else is waiting."""
     writers = []
@@ -110,7 +160,7 @@ def test_a_lone_record_is_written_by_its_own_thread(fake: FakeStore) -> None:
         writers.append(threading.current_thread())
         return fake.insert(batch)
 
-    assert GroupCommit(insert, "fake://").add("a", "r") is True
+    assert add(GroupCommit(insert, "fake://"), "a", "r") is True
     assert writers == [threading.current_thread()]
 
 
@@ -152,7 +202,7 @@ def test_a_bug_in_the_store_is_logged_with_its_traceback_and_retried(
 ) -> None:
     fake.failures = [TypeError("a bug")]
     with caplog.at_level(logging.WARNING, logger="last.store"):
-        assert commit.add("a", "r") is True
+        assert add(commit, "a", "r") is True
     [retry] = [r for r in caplog.records if r.getMessage() == RETRYING]
     assert retry.exc_info is not None
     assert retry.exc_info[0] is TypeError
@@ -164,7 +214,7 @@ def test_no_caller_is_answered_while_the_store_fails(
     """An answer lets the message be acked (or logged a duplicate): none while nothing is kept."""
     fake.failures = [StoreUnavailable("down")] * 1000
     answered = threading.Event()
-    caller = threading.Thread(target=lambda: (commit.add("a", "r"), answered.set()), daemon=True)
+    caller = threading.Thread(target=lambda: (add(commit, "a", "r"), answered.set()), daemon=True)
     with caplog.at_level(logging.WARNING, logger="last.store"):
         caller.start()
         wait_for(lambda: len(caplog.records) >= 5, 5, "five tries")
@@ -179,17 +229,17 @@ def test_no_caller_is_answered_while_the_store_fails(
 
 def test_memory_store_keeps_each_id_once() -> None:
     store = MemoryStore()
-    assert store.add("a", "r") is True
-    assert store.add("a", "r") is False
-    assert store.add("b", "r") is True
+    assert add(store, "a", "r") is True
+    assert add(store, "a", "r") is False
+    assert add(store, "b", "r") is True
 
 
 def test_memory_store_forgets_the_oldest_past_its_bound() -> None:
     store = MemoryStore(remembered=2)
     for key in "abc":
-        assert store.add(key, "r") is True
-    assert store.add("c", "r") is False  # still remembered
-    assert store.add("a", "r") is True  # forgotten, the oldest
+        assert add(store, key, "r") is True
+    assert add(store, "c", "r") is False  # still remembered
+    assert add(store, "a", "r") is True  # forgotten, the oldest
 
 
 # -- settings ----------------------------------------------------------------------------------
