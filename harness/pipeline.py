@@ -190,7 +190,7 @@ class PipelineRun:
         unlogged = self.distinct_completed() - len({r["broker_message_id"] for r in self.logged()})
         if not unlogged:
             return ""
-        return f"{unlogged} stored with no `completed` line (killed between write and line)"
+        return f"{unlogged} stored whose `completed` line died with a killed `last`"
 
 
 def report(row: Row) -> None:

@@ -24,7 +24,8 @@ from last.tally import Tally
 log = logging.getLogger("last")
 
 # Worker threads. With a store, each waits with its message while its record is written, so
-# this many records can share one round trip (docs/benchmarks.md); without one, one is enough.
+# this many records can share one round trip: fewer make the store's round trip (ms-long when
+# the cores are busy) the limit (`make bench`, project-store). Without a store, one is enough.
 WORKERS_WITH_STORE = 64
 
 
