@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -28,12 +29,16 @@ class Contender:
     notes: str
     packages: tuple[str, ...] = ()
     queue_type: str | None = None  # forced queue type, if not the run's
+    programs: tuple[str, ...] = ()  # other programs it runs, found on PATH
 
     def check(self) -> str | None:
         """None if the contender's packages are installed here, or which are not."""
         missing = [name for name in self.packages if version(name) is None]
         if missing:
             return f"not installed: {', '.join(missing)} (make bench installs them)"
+        absent = [name for name in self.programs if shutil.which(name) is None]
+        if absent:
+            return f"not on PATH: {', '.join(absent)}"
         if importlib.util.find_spec(self.module) is None:
             return f"no module {self.module}"
         return None
@@ -74,6 +79,7 @@ CONTENDERS = {
             "the compose file's durability settings (`appendonly yes`, `appendfsync always`: "
             "an fsync before each reply), its CPU counted with the contender's",
             ("pika", "redis"),
+            programs=("redis-server",),
         ),
         Contender(
             "project-classic",
