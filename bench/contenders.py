@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,12 +30,16 @@ class Contender:
     packages: tuple[str, ...] = ()
     queue_type: str | None = None  # forced queue type, if not the run's
     env: Mapping[str, str] = field(default_factory=dict)  # settings of its own (this project's)
+    programs: tuple[str, ...] = ()  # other programs it runs, found on PATH
 
     def check(self) -> str | None:
         """None if the contender's packages are installed here, or which are not."""
         missing = [name for name in self.packages if version(name) is None]
         if missing:
             return f"not installed: {', '.join(missing)} (make bench installs them)"
+        absent = [name for name in self.programs if shutil.which(name) is None]
+        if absent:
+            return f"not on PATH: {', '.join(absent)}"
         if importlib.util.find_spec(self.module) is None:
             return f"no module {self.module}"
         return None
@@ -64,6 +69,18 @@ CONTENDERS = {
             "output, message validation and dead-lettering; `PREFETCH` 100 (its default; the "
             "compose demo sets 20 for its slow random work); `LOG_LEVEL=WARNING`",
             ("pika",),
+        ),
+        Contender(
+            "project-store",
+            "this project, last with its store",
+            "bench.project",
+            project.plan_with_store,
+            "as above, with `last` writing each record to Redis (`SET NX GET`, several "
+            "records per round trip) before its ack; a `redis-server` of the run's own with "
+            "the compose file's durability settings (`appendonly yes`, `appendfsync always`: "
+            "an fsync before each reply), its CPU counted with the contender's",
+            ("pika", "redis"),
+            programs=("redis-server",),
         ),
         Contender(
             "project-classic",

@@ -4,6 +4,8 @@
 `spec.replicas` replicas and `spec.work` seconds of work per message for the scaling run) and
 `python -m last` with `EXPECTED_MESSAGES=N` and `RESULTS_FILE`, whose `completed` records carry
 `created_at` and `completed_at`. Logging at WARNING (no record per message), no progress lines.
+`plan_with_store` is the same with `last` writing its records to a Redis of the run's own, set
+up as the compose file's store (append-only file, fsync before every reply).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from common.settings import BrokerSettings, Env
 from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES, following_queue, input_queues
 from harness.broker import Vhost
 from harness.processes import python_module
+from harness.store import PrivateRedis
 
 SCALED_STAGE = STAGES[1]  # the middle stage: the scaling run adds replicas of it
 TITLE = "this project (first, service x3 WORKERS=10, last)"
@@ -22,7 +25,11 @@ NOTES = (
 )
 
 
-def plan(vhost: Vhost, spec: RunSpec) -> Plan:
+def plan_with_store(vhost: Vhost, spec: RunSpec) -> Plan:
+    return plan(vhost, spec, store=PrivateRedis(spec.logdir / "redis", durable=True))
+
+
+def plan(vhost: Vhost, spec: RunSpec, *, store: PrivateRedis | None = None) -> Plan:
     common = {
         "AMQP_URL": vhost.url,
         "QUEUE_TYPE": spec.queue_type,
@@ -49,7 +56,10 @@ def plan(vhost: Vhost, spec: RunSpec) -> Plan:
         "RABBITMQ_QUEUE": SINK_QUEUE,
         "EXPECTED_MESSAGES": str(spec.messages),
         "RESULTS_FILE": str(spec.results),
+        "STORE_URL": store.url if store else "",  # "": in memory, whatever the caller's env says
     }
+    if store is not None:
+        consumers.insert(0, ProcSpec("redis", "store", store.argv))
     consumers.append(ProcSpec("last", "sink", python_module("last"), last_env))
     first_env = {
         **common,

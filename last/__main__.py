@@ -1,4 +1,8 @@
-"""`python -m last`: the end of the pipeline. Logs each finished message's history, once."""
+"""`python -m last`: the end of the pipeline. Keeps and logs each finished message once.
+
+Each finished message's record goes to the store (`last.store`) under its broker_message_id
+before its ack; it is logged `completed` if this write stored it, `duplicate` if the id was there.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +18,32 @@ from common.main import run, serve
 from common.messages import Message
 from common.progress import Progress, progress_interval
 from common.settings import BrokerSettings, Env, SettingsError
+from last.store import Store, StoreRefused, StoreSettings, open_store
 from last.tally import Tally
 
 log = logging.getLogger("last")
 
+# Worker threads. With a store, each waits with its message while its record is written, so
+# this many records can share one round trip: fewer make the store's round trip (ms-long when
+# the cores are busy) the limit (`make bench`, project-store). Without a store, one is enough.
+WORKERS_WITH_STORE = 64
+
 
 class Sink:
-    """The handler: log the message, count it, and stop after EXPECTED_MESSAGES if that is set.
+    """The handler: store the record, log and count it, and stop after EXPECTED_MESSAGES if set.
 
+    Worker threads call it at once, so that the store can take their records in one round trip;
+    a store that does not answer holds them here, their messages unacked. The `completed` line
+    is written as soon as the store has answered (by the thread that wrote the batch), so that
+    a `last` killed in between leaves as few stored records without their line as it can.
     With RESULTS_FILE set, the completed, duplicate and summary records also go to that file,
     one JSON object per line, for `python -m tools.report`.
     """
 
-    def __init__(self, expected: int, progress: Progress, results: TextIO | None) -> None:
+    def __init__(
+        self, store: Store, expected: int, progress: Progress, results: TextIO | None
+    ) -> None:
+        self._store = store
         self._expected = expected
         self._progress = progress
         self._results = results
@@ -43,10 +60,23 @@ class Sink:
             "key": message.key,
             "data": {**message.data, "completed_at": completed_at},
         }
+        self._store.add(
+            message.message_id,
+            json.dumps(record, separators=(",", ":")),
+            lambda stored: self._answered(message, completed_at, record, stored=stored),
+        )
+
+    def _answered(
+        self, message: Message, completed_at: float, record: dict[str, object], *, stored: bool
+    ) -> None:
+        """Count and log a message once the store has answered for its record."""
         with self._lock:
-            is_new = self._tally.record(message, completed_at)
-            done = is_new and self._tally.completed == self._expected
-            self._emit("completed" if is_new else "duplicate", record)
+            if stored:
+                self._tally.record(message, completed_at)
+            else:
+                self._tally.record_duplicate()
+            done = stored and self._tally.completed == self._expected
+            self._emit("completed" if stored else "duplicate", record)
             self._progress.update(self._tally.completed, duplicates=self._tally.duplicates)
         if done and self.consumer is not None:
             self.consumer.request_stop()
@@ -63,14 +93,21 @@ class Sink:
 
 def main(env: Env) -> int:
     broker = BrokerSettings.from_env(env)
+    store_settings = StoreSettings.from_env(env)
+    workers = WORKERS_WITH_STORE if store_settings.url else 1
     settings = ConsumerSettings.from_env(
-        env, broker, default_queue="service_log", default_workers=1
+        env, broker, default_queue="service_log", default_workers=workers
     )
     expected = env.integer("EXPECTED_MESSAGES", 0, minimum=0, maximum=10**9)
     progress = Progress(log, progress_interval(env), expected or None)
     results_path = env.text("RESULTS_FILE", "", max_length=4096)
+    try:
+        store = open_store(store_settings)
+    except StoreRefused as error:
+        log.error(str(error))
+        return 1
     with open_results(results_path) as results:
-        sink = Sink(expected, progress, results)
+        sink = Sink(store, expected, progress, results)
         sink.consumer = Consumer(broker, settings, sink)
         serve(sink.consumer)
         sink.log_summary()

@@ -18,6 +18,7 @@ from common.topology import STAGES, following_queue
 from harness.broker import Vhost, broker_url, refusal
 from harness.docker_broker import DockerBroker, DockerUnavailable, docker_available
 from harness.processes import Launcher, Proc
+from harness.store import StoreKeys, answers
 
 StartProc = Callable[..., Proc]
 TESTS = Path(__file__).resolve().parent
@@ -82,9 +83,24 @@ def vhost(base_url: str) -> Iterator[Vhost]:
 @pytest.fixture
 def start(vhost: Vhost, tmp_path: Path) -> Iterator[StartProc]:
     """Start `python -m MODULE` against the test's vhost; every process is killed at the end."""
-    launcher = Launcher(tmp_path, AMQP_URL=vhost.url, LOG_FORMAT="json")
+    # last keeps ids in memory unless the test gives it a store: a STORE_URL in the
+    # developer's shell never reaches it.
+    launcher = Launcher(tmp_path, AMQP_URL=vhost.url, LOG_FORMAT="json", STORE_URL="")
     yield launcher
     launcher.kill_all()
+
+
+@pytest.fixture
+def store() -> Iterator[StoreKeys]:
+    """Keys of the test's own on the Redis at STORE_URL (127.0.0.1:6379 by default)."""
+    keys = StoreKeys()
+    if not answers(keys.url):
+        pytest.fail(
+            f"no Redis answers at {redact_url(keys.url)}: start one (`redis-server --daemonize "
+            "yes`) or set STORE_URL to yours"
+        )
+    yield keys
+    keys.delete()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 BROKER = "rabbitmq"
+STORE = "store"  # last's store of completed records (Redis)
 APP_SERVICES = ("first", "service_a", "service_b", "service_c", "last")
 MODULES = {"first": "first", "service_a": "service", "service_b": "service"}
 MODULES |= {"service_c": "service", "last": "last"}
@@ -93,7 +94,7 @@ def test_compose_file_has_no_version_key_nor_container_names() -> None:
 
 def test_services_start_after_a_healthy_broker(defaults: dict) -> None:
     services = defaults["services"]
-    assert set(services) == {BROKER, *APP_SERVICES}
+    assert set(services) == {BROKER, STORE, *APP_SERVICES}
     broker = services[BROKER]
     healthcheck = broker.get("healthcheck", {})
     assert not healthcheck.get("disable"), healthcheck
@@ -103,6 +104,23 @@ def test_services_start_after_a_healthy_broker(defaults: dict) -> None:
         assert depends_on.get(BROKER, {}).get("condition") == "service_healthy", name
     for name, service in services.items():
         assert "container_name" not in service, name
+
+
+def test_last_starts_after_a_healthy_store_that_keeps_what_it_confirmed(defaults: dict) -> None:
+    services = defaults["services"]
+    store = services[STORE]
+    assert re.fullmatch(r"redis:7(\.\d+)*(-alpine)?", store["image"])
+    command = " ".join(store["command"])
+    assert "--appendonly yes" in command
+    assert "--appendfsync always" in command  # fsync before each answer: nothing confirmed lost
+    volumes = [v for v in store.get("volumes", []) if v["target"] == "/data"]
+    assert [v["type"] for v in volumes] == ["volume"]
+    assert volumes[0]["source"] in defaults["volumes"]
+    assert "redis-cli ping" in " ".join(store["healthcheck"]["test"])
+    assert store["restart"] == "unless-stopped"
+    last = services["last"]
+    assert last["depends_on"][STORE]["condition"] == "service_healthy"
+    assert last["environment"]["STORE_URL"] == f"redis://{STORE}:6379/0"
 
 
 def test_broker_is_the_official_management_image_with_a_user_of_its_own(defaults: dict) -> None:
@@ -123,7 +141,11 @@ def test_ports_are_published_on_loopback_only(defaults: dict) -> None:
         for name, service in defaults["services"].items()
         for port in service.get("ports", [])
     }
-    assert published == {(BROKER, 5672): "127.0.0.1", (BROKER, 15672): "127.0.0.1"}
+    assert published == {
+        (BROKER, 5672): "127.0.0.1",
+        (BROKER, 15672): "127.0.0.1",
+        (STORE, 6379): "127.0.0.1",
+    }
 
 
 def test_app_services_share_one_image_built_once(defaults: dict) -> None:

@@ -16,7 +16,7 @@ import pytest
 from common.topology import STAGES
 from harness.processes import ROOT
 from http_pipeline.settings import port_of
-from tests.unit.test_compose_file import APP_SERVICES, BROKER, compose_config
+from tests.unit.test_compose_file import APP_SERVICES, BROKER, STORE, compose_config
 
 DOCKERFILE = ROOT / "Dockerfile.http"
 STAGE_SERVICES = {stage: f"http_{stage}" for stage in STAGES}
@@ -32,7 +32,7 @@ def http_profile(compose_bin: str, tmp_path: Path) -> dict:
 
 
 def test_the_profile_adds_the_http_pipeline_beside_the_broker_one(http_profile: dict) -> None:
-    assert set(http_profile["services"]) == {BROKER, *APP_SERVICES, *HTTP_SERVICES}
+    assert set(http_profile["services"]) == {BROKER, STORE, *APP_SERVICES, *HTTP_SERVICES}
     for name in HTTP_SERVICES:
         assert http_profile["services"][name]["profiles"] == ["http"], name
 

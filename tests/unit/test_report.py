@@ -316,7 +316,7 @@ def test_a_directory(tmp_path: Path) -> None:
 
 
 def test_no_file_given() -> None:
-    assert_one_line_error(run_report(), 2, "required: FILE")
+    assert_one_line_error(run_report(), 2, "give either FILE or --store URL")
 
 
 def test_a_bad_amqp_url(results_file: Path) -> None:
@@ -435,3 +435,12 @@ def test_a_plot_file_the_user_may_not_write(results_file: Path, tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert f"cannot write the figure to {target}" in result.stderr
+
+
+def test_the_report_wants_a_file_or_a_store() -> None:
+    for args in ((), ("some.log", "--store", "redis://localhost:6379/0")):
+        result = run_report(*args)
+        assert result.returncode == 2
+        assert_one_line_error(result, 2, "give either FILE or --store URL")
+    result = run_report("--store", "http://localhost")
+    assert_one_line_error(result, 2, "--store='http://localhost' is not valid: a Redis URL")

@@ -1,4 +1,5 @@
-"""Reading `last`'s records back: from its RESULTS_FILE, or from saved `docker compose logs last`.
+"""Reading `last`'s records back: from its RESULTS_FILE, saved `docker compose logs last`, or
+its store.
 
 Both hold one JSON object per line; the logs put a prefix before each (`last-1  | `, or
 `last_1  | ` from Compose v1, possibly coloured or time-stamped) and mix in other records
@@ -15,7 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.cli import CliError
+from last.store import RedisStore, StoreRefused, StoreSettings, StoreUnavailable
+from tools.cli import RUN_FAILED, CliError
 
 KINDS = ("completed", "duplicate")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -78,6 +80,31 @@ def read_records(path: Path) -> Records:
             "(expected last's RESULTS_FILE, or `docker compose logs last` with LOG_FORMAT=json)"
         )
     return Records(records, summaries, skipped)
+
+
+def read_store(settings: StoreSettings) -> Records:
+    """The records `last` keeps in its store: one `completed` record per id."""
+    where = f"the store at {settings.display_url}"
+    store = RedisStore(settings)
+    try:
+        found = sorted(store.records())
+    except (StoreUnavailable, StoreRefused) as error:
+        raise CliError(f"cannot read {where}: {error}", RUN_FAILED) from None
+    finally:
+        store.close()
+    if not found:
+        raise CliError(
+            f"{where} holds no records under {settings.key_prefix}* (is STORE_KEY_PREFIX "
+            "the one last used?)"
+        )
+    records = []
+    for number, (key, text) in enumerate(found, start=1):
+        where_record = f"{where}, key {settings.key_prefix}{key}"
+        fields = json_object(text)
+        if fields is None:
+            raise CliError(f"{where_record}: not a JSON object")
+        records.append(parse_record(fields, "completed", where_record, number))
+    return Records(records, summaries=0, skipped_lines=0)
 
 
 def json_object(line: str) -> dict | None:
