@@ -11,7 +11,9 @@ Each delivery remembers the channel generation it arrived on. After a reconnect,
 older generations are dropped: the broker has already put those messages back in the queue, and
 their delivery tags mean nothing (or something else) on the new channel.
 
-Outcomes of the handler:
+Outcomes of the handler (or of the Future it returns: a handler that waits on something outside,
+such as `last` on its store, hands the wait to whoever resolves the Future, and the delivery is
+settled when it resolves, with no worker thread held):
 - returns a Message: publish it to the next queue, ack the input once confirmed;
 - returns None: ack (the message ends here);
 - raises InvalidMessage, or the message does not decode, or its history did not come through
@@ -54,6 +56,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -71,7 +74,10 @@ from common.topology import consumer_priority, input_queues, route, stages_befor
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Message], Message | None]
+Result = Message | None
+# A handler's answer: the output (None: the message ends here), or, for a handler that waits on
+# something outside (a store), a Future of it, so that no worker thread waits along with it.
+Handler = Callable[[Message], Result | Future[Result]]
 # Bounds on a dead letter's properties, far inside the broker's smallest frame (4 KiB is the
 # AMQP minimum, 128 KiB RabbitMQ's default): the reason and where it failed always fit.
 MAX_CARRIED_HEADERS = 2048  # bytes of the original's headers carried over; more are dropped
@@ -516,14 +522,22 @@ class Consumer:
     def _work_on(self, delivery: Delivery) -> None:
         if delivery.generation != self._generation:
             return  # from a lost channel: the broker redelivers it
-        self._results.append((delivery, self._process(delivery)))
+        outcome = self._process(delivery)
+        if isinstance(outcome, Future):
+            outcome.add_done_callback(lambda done: self._hand_back(delivery, self._settled(done)))
+        else:
+            self._hand_back(delivery, outcome)
+
+    def _hand_back(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Give the I/O thread an outcome (from any thread)."""
+        self._results.append((delivery, outcome))
         with self._wake_lock:
             if self._wake_pending:
                 return  # the I/O thread has yet to run: it will see this result too
             self._wake_pending = True
         self.connection.call_threadsafe(self._on_results)
 
-    def _process(self, delivery: Delivery) -> Outcome:
+    def _process(self, delivery: Delivery) -> Outcome | Future[Result]:
         unreadable = undecodable_reason(delivery.properties.headers)
         if unreadable is not None:
             return DeadLetter(unreadable)
@@ -534,14 +548,26 @@ class Consumer:
             if self._stages_before is not None:
                 message.require_stages(self._stages_before, self._settings.queue)
             output = self._handler(message)
-        except InvalidMessage as error:
-            return DeadLetter(str(error))
         except Exception as error:
-            return Failed(describe(error))
+            return _failure(error)
+        return output if isinstance(output, Future) else self._outcome(output)
+
+    def _settled(self, done: Future[Result]) -> Outcome:
+        error = done.exception()
+        return _failure(error) if error is not None else self._outcome(done.result())
+
+    def _outcome(self, output: Result) -> Outcome:
         if output is None:
             return Done()
         routing_key = route(self._next_queue or "", output.partition_key, self._broker)
         return Forward(routing_key, *output.encode())
+
+
+def _failure(error: BaseException) -> Outcome:
+    """A bad message is dead-lettered at once; anything else may work on another try."""
+    if isinstance(error, InvalidMessage):
+        return DeadLetter(str(error))
+    return Failed(describe(error))
 
 
 def _cancel_keeping_deliveries_in_flight(channel: Channel, consumer_tag: str) -> None:

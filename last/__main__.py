@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from typing import TextIO
 
 from common.consumer import Consumer, ConsumerSettings
@@ -23,19 +24,15 @@ from last.tally import Tally
 
 log = logging.getLogger("last")
 
-# Worker threads. With a store, each waits with its message while its record is written, so
-# this many records can share one round trip: fewer make the store's round trip (ms-long when
-# the cores are busy) the limit (`make bench`, project-store). Without a store, one is enough.
-WORKERS_WITH_STORE = 64
-
 
 class Sink:
     """The handler: store the record, log and count it, and stop after EXPECTED_MESSAGES if set.
 
-    Worker threads call it at once, so that the store can take their records in one round trip;
-    a store that does not answer holds them here, their messages unacked. The `completed` line
-    is written as soon as the store has answered (by the thread that wrote the batch), so that
-    a `last` killed in between leaves as few stored records without their line as it can.
+    It hands the record to the store and returns a Future at once: the message is settled when
+    the store has answered, and a store that does not answer holds it unacked, with no thread
+    waiting. The `completed` line is written as soon as the store has answered (by the store's
+    writer), so that a `last` killed in between leaves as few stored records without their line
+    as it can.
     With RESULTS_FILE set, the completed, duplicate and summary records also go to that file,
     one JSON object per line, for `python -m tools.report`.
     """
@@ -51,7 +48,7 @@ class Sink:
         self._lock = threading.Lock()
         self.consumer: Consumer | None = None
 
-    def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Future[None]:
         completed_at = time.time()
         record = {
             "history": list(message.history),
@@ -60,11 +57,19 @@ class Sink:
             "key": message.key,
             "data": {**message.data, "completed_at": completed_at},
         }
-        self._store.add(
-            message.message_id,
-            json.dumps(record, separators=(",", ":")),
-            lambda stored: self._answered(message, completed_at, record, stored=stored),
-        )
+        settled: Future[None] = Future()
+
+        def answered(stored: Future[bool]) -> None:
+            try:
+                self._answered(message, completed_at, record, stored=stored.result())
+            except Exception as error:  # the message is not settled: it goes back to the queue
+                settled.set_exception(error)
+            else:
+                settled.set_result(None)
+
+        record_json = json.dumps(record, separators=(",", ":"))
+        self._store.add(message.message_id, record_json).add_done_callback(answered)
+        return settled
 
     def _answered(
         self, message: Message, completed_at: float, record: dict[str, object], *, stored: bool
@@ -94,9 +99,8 @@ class Sink:
 def main(env: Env) -> int:
     broker = BrokerSettings.from_env(env)
     store_settings = StoreSettings.from_env(env)
-    workers = WORKERS_WITH_STORE if store_settings.url else 1
     settings = ConsumerSettings.from_env(
-        env, broker, default_queue="service_log", default_workers=workers
+        env, broker, default_queue="service_log", default_workers=1
     )
     expected = env.integer("EXPECTED_MESSAGES", 0, minimum=0, maximum=10**9)
     progress = Progress(log, progress_interval(env), expected or None)

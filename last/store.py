@@ -8,14 +8,15 @@ the ack: a `last` killed in between leaves the record stored and the message una
 redelivery is a `duplicate`. A `last` killed after the write but before its log line leaves a
 record with no `completed` line: the store, not the log, is the full account.
 
-One round trip per message would cap the sink's rate, so records go through a `GroupCommit`:
-the worker threads take turns to write, and each turn writes the records of every thread that
-is waiting, in one command (INSERT). A burst of up to WORKERS records costs one round trip.
+One round trip per message would cap the sink's rate, so records go through a `Writer`: `add`
+returns a Future at once, and one thread writes whatever has come in meanwhile in one command
+(INSERT), then resolves the Futures. No worker thread waits on the store: the consumer settles
+each message when its Future resolves (`common.consumer`).
 
-When the store does not answer, the thread whose turn it is tries again with back-off, one log
-line per try, and the others keep waiting: their messages stay unacked (never nacked: on a
-quorum queue every requeue spends a delivery attempt), and once PREFETCH of them are held the
-broker sends no more. When the store answers again, everything waiting goes in one round trip.
+When the store does not answer, the writer tries again with back-off, one log line per try, and
+the Futures wait: their messages stay unacked (never nacked: on a quorum queue every requeue
+spends a delivery attempt), and once PREFETCH of them are held the broker sends no more. When
+the store answers again, everything waiting goes in one round trip.
 
 Without STORE_URL the ids are kept in memory: de-duplication then holds within one process.
 """
@@ -23,11 +24,13 @@ Without STORE_URL the ids are kept in memory: de-duplication then holds within o
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
@@ -51,6 +54,9 @@ FIRST_RETRY = 0.2
 LONGEST_RETRY = 5.0
 # SET with both NX and GET came with Redis 7.0.
 OLDEST_REDIS = (7, 0)
+# Records written in one round trip at most: a burst is bounded by PREFETCH anyway; this keeps
+# a long outage's backlog from becoming one huge command.
+MAX_BATCH = 1000
 # Keys per SCAN (and per MGET of their records) when the report reads the store.
 SCAN_COUNT = 1000
 # One batch of records in one command: `SET id record NX GET` for each, which stores the record
@@ -79,14 +85,10 @@ class StoreRefused(Exception):
     """The store answered, but `last` cannot use it: wrong credentials, or too old a Redis."""
 
 
-Then = Callable[[bool], None]  # what to do once the store has answered: did it keep the record?
-
-
 class Store(Protocol):
-    def add(self, key: str, record: str, then: Then) -> None:
-        """Keep `record` under `key` unless the key is there, and call `then(kept)` at once;
-        returns after that, blocking for as long as the store does not answer. An exception
-        from `then` is raised here."""
+    def add(self, key: str, record: str) -> Future[bool]:
+        """Keep `record` under `key` unless the key is there; the Future says whether this call
+        kept it. It resolves once the store has answered, however long that takes."""
         ...
 
 
@@ -142,7 +144,7 @@ def open_store(settings: StoreSettings) -> Store:
             "completed records go to the store",
             extra={"store": settings.display_url, "key_prefix": settings.key_prefix},
         )
-    return GroupCommit(store.insert, settings.display_url)
+    return Writer(store.insert, settings.display_url)
 
 
 class MemoryStore:
@@ -153,14 +155,16 @@ class MemoryStore:
         self._remembered = remembered
         self._lock = threading.Lock()
 
-    def add(self, key: str, record: str, then: Then) -> None:
+    def add(self, key: str, record: str) -> Future[bool]:
         with self._lock:
             kept = key not in self._ids
             if kept:
                 self._ids[key] = None
                 if len(self._ids) > self._remembered:
                     self._ids.popitem(last=False)
-        then(kept)
+        answer: Future[bool] = Future()
+        answer.set_result(kept)
+        return answer
 
 
 class RedisStore:
@@ -238,46 +242,20 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-@dataclass(eq=False)
-class _Waiting:
-    """One `add` call. Its thread sleeps on `wake` (a bare lock, taken at the start: it costs a
-    fraction of an Event, and there is one per message) until its record is answered or it is
-    asked to write for everyone."""
-
-    key: str
-    record: str
-    then: Then
-    answered: bool = False
-    error: Exception | None = None  # raised by `then`, to be raised again by `add`
-    wake: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self.wake.acquire()
-
-    def answer(self, stored: bool) -> None:
-        """Run the caller's `then` here and now, then wake the caller."""
-        self.answered = True
-        try:
-            self.then(stored)
-        except Exception as error:
-            self.error = error
-        self.wake.release()
+Pending = tuple[str, str, "Future[bool]"]  # (id, record, its answer)
 
 
-class GroupCommit:
-    """Many threads' writes, one round trip at a time.
+class Writer:
+    """Every record handed to it, written by one thread, everything waiting in one round trip.
 
-    A thread that calls `add` while no write is under way writes at once, for itself and for
-    everything that has come in by then. Threads that call meanwhile wait; when the write is
-    done, the writer runs the `then` of every record it wrote (so that what follows a write,
-    such as its log line, follows it at once, not when each thread gets a CPU), wakes their
-    threads and hands the turn to the first of those that came in too late for it, which then
-    writes for all of them. So a burst of records from many threads costs one round trip, and a
-    lone record goes straight out, with no hand-over.
+    A lone record goes straight out; records that come in while a write is under way go in the
+    next one together, so a burst costs one round trip. The writer resolves each record's Future
+    as soon as the store has answered, so what follows a write (`last`'s log line, the ack)
+    follows it at once.
 
     While `insert` fails, the writer tries again with back-off (taking in what came meanwhile),
-    one log line per try, and every thread waits for as long as that takes: none is told to
-    give up, since giving up would mean handing its message back to the broker.
+    one log line per try, and the Futures wait for as long as that takes: none is told to give
+    up, since giving up would mean handing its message back to the broker.
     """
 
     def __init__(
@@ -292,44 +270,36 @@ class GroupCommit:
         self._where = where
         self._first_retry = first_retry
         self._longest_retry = longest_retry
-        self._lock = threading.Lock()
-        self._waiting: list[_Waiting] = []
-        self._writing = False
+        self._queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
+        # A daemon: records it had not written when the process ends were never acked either.
+        threading.Thread(target=self._run, name="store-writer", daemon=True).start()
 
-    def add(self, key: str, record: str, then: Then) -> None:
-        waiting = _Waiting(key, record, then)
-        with self._lock:
-            self._waiting.append(waiting)
-            writes, self._writing = not self._writing, True
-        if not writes:
-            waiting.wake.acquire()  # answered, or handed the turn to write
-        if not waiting.answered:
-            self._write()
-        if waiting.error is not None:
-            raise waiting.error
+    def add(self, key: str, record: str) -> Future[bool]:
+        answer: Future[bool] = Future()
+        self._queue.put((key, record, answer))
+        return answer
 
-    def _take(self) -> list[_Waiting]:
-        with self._lock:
-            taken, self._waiting = self._waiting, []
-            return taken
+    def _run(self) -> None:
+        while True:
+            batch = self._take([self._queue.get()])
+            stored = self._insert_until_it_answers(batch)
+            for (_, _, answer), was_stored in zip(batch, stored, strict=True):
+                answer.set_result(was_stored)
 
-    def _write(self) -> None:
-        """Write everything waiting (the caller's record among it), then hand the turn on."""
-        batch = self._take()
-        stored = self._insert_until_it_answers(batch)
-        for waiting, was_stored in zip(batch, stored, strict=True):
-            waiting.answer(was_stored)
-        with self._lock:
-            following = self._waiting[0] if self._waiting else None
-            self._writing = following is not None
-        if following is not None:
-            following.wake.release()
+    def _take(self, batch: list[Pending]) -> list[Pending]:
+        """`batch` and whatever else has come in, up to MAX_BATCH."""
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
-    def _insert_until_it_answers(self, batch: list[_Waiting]) -> list[bool]:
+    def _insert_until_it_answers(self, batch: list[Pending]) -> list[bool]:
         retry_in, failed_at = self._first_retry, None
         while True:
             try:
-                stored = self._insert([(w.key, w.record) for w in batch])
+                stored = self._insert([(key, record) for key, record, _ in batch])
                 break
             except Exception as error:  # StoreUnavailable, or a bug: the records wait either way
                 failed_at = failed_at or time.monotonic()
@@ -345,7 +315,7 @@ class GroupCommit:
                 )
                 time.sleep(retry_in)
                 retry_in = min(retry_in * 2, self._longest_retry)
-                batch += self._take()
+                self._take(batch)
         if failed_at is not None:
             log.info(
                 "the store answers again",

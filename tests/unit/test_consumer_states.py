@@ -7,6 +7,7 @@ import json
 import logging
 import queue
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from functools import partial
 from unittest import mock
 
@@ -437,3 +438,50 @@ def test_a_poison_message_in_keyed_mode_is_dead_lettered_and_its_key_goes_on() -
         f"failed on attempt {KEYED.delivery_limit}: RuntimeError: always"
     )
     assert [history for _, history in outputs(rig)] == ["seq-2"]
+
+
+# -- handlers that answer later ---------------------------------------------------------------
+
+
+def test_a_handler_may_answer_with_a_future_settled_later() -> None:
+    """`last` hands its record to the store and returns a Future: no worker waits, and the
+    message is acked only once the Future resolves."""
+    answers: list[Future[None]] = []
+
+    def later(_message: Message) -> Future[None]:
+        answers.append(Future())
+        return answers[-1]
+
+    rig = Rig(later, "service_log")
+    tags = [
+        rig.deliver(
+            Message.first(n, 1.0)
+            .stamped("service_a", 2.0)
+            .stamped("service_b", 3.0)
+            .stamped("service_c", 4.0)
+        )
+        for n in (1, 2, 3)
+    ]
+    rig.work()
+    assert len(answers) == 3 and rig.channel.acks == []
+    answers[1].set_result(None)
+    rig.loop.run(until=rig.clock.now)
+    assert rig.channel.acks == [(tags[1], False)]
+    answers[0].set_exception(InvalidMessage("no good"))
+    answers[2].set_exception(RuntimeError("store bug"))
+    rig.loop.run(until=rig.clock.now)
+    assert [p.routing_key for p in rig.channel.published] == ["dead_letter"]
+    assert rig.channel.nacks == [tags[2]]  # tried again, like any failure
+
+
+def test_a_future_resolved_after_its_channel_is_lost_settles_nothing() -> None:
+    answer: Future[None] = Future()
+    rig = Rig(lambda _message: answer, "service_b")
+    rig.deliver()
+    rig.work()
+    FakeConnection.made[-1].lose()
+    rig.loop.run(until=rig.clock.now)
+    FakeConnection.made[-1].open()
+    answer.set_result(None)
+    rig.loop.run(until=rig.clock.now)
+    assert rig.channel.acks == [] and rig.channel.published == []

@@ -1,5 +1,5 @@
-"""`last`'s store without a network: group commit, waiting through failures, the in-memory
-store, the settings."""
+"""`last`'s store without a network: the writer's batches, waiting through failures, the
+in-memory store, the settings."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from common.settings import Env, SettingsError
 from harness.processes import wait_for
 from last.store import (
     DEFAULT_KEY_PREFIX,
+    MAX_BATCH,
     Batch,
-    GroupCommit,
     MemoryStore,
     Store,
     StoreSettings,
     StoreUnavailable,
-    Then,
+    Writer,
     glob_escape,
 )
 
@@ -48,145 +48,100 @@ class FakeStore:
 
 
 @pytest.fixture
-def fake() -> FakeStore:
-    return FakeStore()
-
-
-@pytest.fixture
-def commit(fake: FakeStore) -> Iterator[GroupCommit]:
-    yield GroupCommit(fake.insert, "fake://", first_retry=0.01, longest_retry=0.04)
+def fake() -> Iterator[FakeStore]:
+    fake = FakeStore()
+    yield fake
     fake.failures.clear()
     fake.hold.set()
 
 
+@pytest.fixture
+def writer(fake: FakeStore) -> Writer:
+    return Writer(fake.insert, "fake://", first_retry=0.01, longest_retry=0.04)
+
+
 def add(store: Store, key: str, record: str) -> bool:
     """`store.add`, and what it answered."""
-    answers: list[bool] = []
-    store.add(key, record, answers.append)
-    [answer] = answers
-    return answer
+    return store.add(key, record).result(timeout=10)
 
 
-def add_in_threads(commit: GroupCommit, items: list[tuple[str, str]]) -> dict[str, bool]:
-    """Call `add` for each item at once, one thread each; the answers once all are in."""
-    answers: dict[str, bool] = {}
-    threads = [
-        threading.Thread(target=lambda k=key, r=record: answers.__setitem__(k, add(commit, k, r)))
-        for key, record in items
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-        assert not thread.is_alive()
-    return answers
-
-
-def waiting(commit: GroupCommit) -> int:
-    with commit._lock:
-        return len(commit._waiting)
-
-
-def test_one_add_is_one_write(commit: GroupCommit, fake: FakeStore) -> None:
-    assert add(commit, "a", "record a") is True
-    assert add(commit, "a", "record a, again") is False
+def test_one_add_is_one_write(writer: Writer, fake: FakeStore) -> None:
+    assert add(writer, "a", "record a") is True
+    assert add(writer, "a", "record a, again") is False
     assert fake.batches == [["a"], ["a"]]
 
 
-def test_what_arrives_during_a_write_goes_in_the_next_one_together(
-    commit: GroupCommit, fake: FakeStore
+def test_add_returns_at_once_and_the_answer_comes_after_the_write(
+    writer: Writer, fake: FakeStore
 ) -> None:
     fake.hold.clear()
-    first = threading.Thread(target=add, args=(commit, "first", "r"))
-    first.start()
-    assert fake.calls.acquire(timeout=5)  # the first caller writes at once, for itself
-    items = [(f"id-{n}", f"record {n}") for n in range(20)]
-    later = threading.Thread(target=add_in_threads, args=(commit, items))
-    later.start()
-    wait_for(lambda: waiting(commit) == 20, 5, "20 records waiting")
+    answer = writer.add("a", "r")
+    assert fake.calls.acquire(timeout=5)
+    assert not answer.done()  # no thread waits on it meanwhile
     fake.hold.set()
-    later.join(10)
-    first.join(10)
+    assert answer.result(timeout=5) is True
+
+
+def test_what_arrives_during_a_write_goes_in_the_next_one_together(
+    writer: Writer, fake: FakeStore
+) -> None:
+    fake.hold.clear()
+    first = writer.add("first", "r")
+    assert fake.calls.acquire(timeout=5)  # a lone record goes straight out
+    later = [writer.add(f"id-{n}", f"record {n}") for n in range(20)]
+    fake.hold.set()
+    assert first.result(timeout=5) is True
+    assert all(answer.result(timeout=5) for answer in later)
     first_batch, second_batch = fake.batches
     assert first_batch == ["first"]
-    assert sorted(second_batch) == sorted(key for key, _ in items)  # 20 records, 1 round trip
+    assert second_batch == [f"id-{n}" for n in range(20)]  # 20 records, 1 round trip
 
 
-def test_the_writer_runs_each_records_then_before_waking_its_thread(
-    commit: GroupCommit, fake: FakeStore
-) -> None:
-    """What follows a write (`last`'s log line) comes right after it, in the writing thread."""
+def test_a_batch_is_bounded(writer: Writer, fake: FakeStore) -> None:
     fake.hold.clear()
-    first = threading.Thread(target=add, args=(commit, "first", "r"), name="first")
-    first.start()
+    writer.add("first", "r")
     assert fake.calls.acquire(timeout=5)
-    ran_in: dict[str, str] = {}
-
-    def note_thread(key: str) -> Then:
-        return lambda _stored: ran_in.__setitem__(key, threading.current_thread().name)
-
-    started = []
-    for key in ("b", "c"):
-        started.append(
-            threading.Thread(target=commit.add, args=(key, "r", note_thread(key)), name=key)
-        )
-        started[-1].start()
-    wait_for(lambda: waiting(commit) == 2, 5, "2 records waiting")
+    answers = [writer.add(f"id-{n}", "r") for n in range(MAX_BATCH + 5)]
     fake.hold.set()
-    for thread in (first, *started):
-        thread.join(5)
-    assert ran_in["b"] == ran_in["c"]  # one thread wrote both, and ran both `then`s
-    assert ran_in["b"] in ("b", "c")
+    assert all(answer.result(timeout=5) for answer in answers)
+    assert [len(batch) for batch in fake.batches] == [1, MAX_BATCH, 5]
 
 
-def test_an_error_in_then_is_raised_in_its_own_thread_only(
-    commit: GroupCommit, fake: FakeStore
-) -> None:
-    def fail(_stored: bool) -> None:
-        raise OSError("disk full")
-
-    answers = add_in_threads(commit, [("a", "r")])
-    with pytest.raises(OSError, match="disk full"):
-        commit.add("b", "r", fail)
-    assert answers == {"a": True}
-    assert add(commit, "c", "r") is True  # the next write goes on
+def test_the_writer_runs_what_follows_each_write_at_once(writer: Writer, fake: FakeStore) -> None:
+    """What follows a write (`last`'s log line) runs right after it, in the writer's thread."""
+    ran_in: list[str] = []
+    answer = writer.add("a", "r")
+    answer.add_done_callback(lambda _done: ran_in.append(threading.current_thread().name))
+    answer.result(timeout=5)
+    wait_for(lambda: ran_in, 5, "the callback")
+    assert ran_in in (["store-writer"], [threading.current_thread().name])
 
 
-def test_a_lone_record_is_written_by_its_own_thread(fake: FakeStore) -> None:
-    """No hand-over to another thread when nothing else is waiting."""
-    writers = []
-
-    def insert(batch: Batch) -> list[bool]:
-        writers.append(threading.current_thread())
-        return fake.insert(batch)
-
-    assert add(GroupCommit(insert, "fake://"), "a", "r") is True
-    assert writers == [threading.current_thread()]
-
-
-def test_each_caller_gets_its_own_answer(commit: GroupCommit, fake: FakeStore) -> None:
+def test_each_record_gets_its_own_answer(writer: Writer, fake: FakeStore) -> None:
     fake.kept = {"b": "someone else's", "d": "someone else's"}
-    answers = add_in_threads(commit, [(key, "mine") for key in "abcde"])
-    assert answers == {"a": True, "b": False, "c": True, "d": False, "e": True}
+    fake.hold.clear()
+    answers = {key: writer.add(key, "mine") for key in "abcde"}
+    fake.hold.set()
+    assert {key: answer.result(timeout=5) for key, answer in answers.items()} == {
+        "a": True,
+        "b": False,
+        "c": True,
+        "d": False,
+        "e": True,
+    }
 
 
-def test_callers_wait_through_failures_and_get_in_together(
-    commit: GroupCommit, fake: FakeStore, caplog: pytest.LogCaptureFixture
+def test_records_wait_through_failures_and_go_in_together(
+    writer: Writer, fake: FakeStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.failures = [StoreUnavailable("ConnectionError: refused")] * 4
     fake.hold.clear()
-    caller = threading.Thread(target=add_in_threads, args=(commit, [("a", "r")]))
-    caller.start()
-    assert fake.calls.acquire(timeout=5)
-    later = threading.Thread(target=add_in_threads, args=(commit, [("b", "r"), ("c", "r")]))
-    later.start()
-    wait_for(lambda: waiting(commit) == 2, 5, "2 more records waiting")
     with caplog.at_level(logging.INFO, logger="last.store"):
+        first = writer.add("a", "r")
+        assert fake.calls.acquire(timeout=5)
+        later = [writer.add("b", "r"), writer.add("c", "r")]
         fake.hold.set()
-        caller.join(10)
-        later.join(10)
-    assert not caller.is_alive()
-    assert not later.is_alive()
+        assert all(answer.result(timeout=5) for answer in [first, *later])
     # The failed tries took in what came meanwhile: one successful write for all three.
     assert [sorted(batch) for batch in fake.batches] == [["a", "b", "c"]]
     retries = [r for r in caplog.records if r.getMessage() == RETRYING]
@@ -198,30 +153,28 @@ def test_callers_wait_through_failures_and_get_in_together(
 
 
 def test_a_bug_in_the_store_is_logged_with_its_traceback_and_retried(
-    commit: GroupCommit, fake: FakeStore, caplog: pytest.LogCaptureFixture
+    writer: Writer, fake: FakeStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.failures = [TypeError("a bug")]
     with caplog.at_level(logging.WARNING, logger="last.store"):
-        assert add(commit, "a", "r") is True
+        assert add(writer, "a", "r") is True
     [retry] = [r for r in caplog.records if r.getMessage() == RETRYING]
     assert retry.exc_info is not None
     assert retry.exc_info[0] is TypeError
 
 
-def test_no_caller_is_answered_while_the_store_fails(
-    commit: GroupCommit, fake: FakeStore, caplog: pytest.LogCaptureFixture
+def test_nothing_is_answered_while_the_store_fails(
+    writer: Writer, fake: FakeStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An answer lets the message be acked (or logged a duplicate): none while nothing is kept."""
     fake.failures = [StoreUnavailable("down")] * 1000
-    answered = threading.Event()
-    caller = threading.Thread(target=lambda: (add(commit, "a", "r"), answered.set()), daemon=True)
     with caplog.at_level(logging.WARNING, logger="last.store"):
-        caller.start()
+        answer = writer.add("a", "r")
         wait_for(lambda: len(caplog.records) >= 5, 5, "five tries")
-    assert not answered.is_set()
+    assert not answer.done()
     assert fake.batches == []
     fake.failures.clear()
-    assert answered.wait(5)
+    assert answer.result(timeout=5) is True
 
 
 # -- the in-memory store -----------------------------------------------------------------------
