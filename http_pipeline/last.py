@@ -17,7 +17,7 @@ from common.settings import Env
 from http_pipeline.app import MessagesApp, Reply
 from http_pipeline.server import serve
 from http_pipeline.settings import ServerSettings
-from last.__main__ import Sink, open_results
+from last.sink import Sink, open_results
 
 log = logging.getLogger("last")
 
