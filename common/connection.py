@@ -163,14 +163,18 @@ class ReconnectingConnection:
         was usable, so the outage clock starts again."""
         self._progressed = True
 
-    def stop(self) -> None:
-        """Close the connection (if any) and end `run()`. I/O thread only; idempotent."""
+    def stop(self, *, close: bool = True) -> None:
+        """Close the connection (if any) and end `run()`. I/O thread only; idempotent.
+
+        With `close=False` the connection is left to end with the process, without an AMQP
+        Close: the broker then sees its consumers go down rather than cancel, which for a
+        single active consumer returns what it held before the next consumer starts."""
         if self._stopping:
             return
         self._stopping = True
         self._lose_channel()
         connection = self._connection
-        if connection is not None and connection.is_open and not self._blocked:
+        if close and connection is not None and connection.is_open and not self._blocked:
             connection.close()  # its close callback stops the loop
         elif connection is None or not connection.is_closing:
             # Closed; or still opening, which pika 1.4 cannot abort cleanly; or blocked by a

@@ -166,7 +166,12 @@ class _ChannelState:
     to_ack: set[int] = field(default_factory=set)
     ack_flush_scheduled: bool = False
     cancelled: bool = False  # the drain has cancelled the consumer
+    cancel_ok_pending: bool = False  # deliveries may still come until the broker's Cancel-Ok
     after_cancel: int = 0  # deliveries the broker sent before it saw the cancel
+
+    def held(self) -> int:
+        """Keyed mode: deliveries waiting in lanes behind their key's delivery in work."""
+        return sum(len(waiting) for waiting in self.lanes.values())
 
 
 class Consumer:
@@ -194,7 +199,10 @@ class Consumer:
         self._identity = f"{settings.queue}@{settings.replica_id}"
         outputs = input_queues(next_queue, broker) if next_queue else ()
         queues = [*self._inputs, *outputs, broker.dead_letter_queue]
-        self.connection = connect(broker, self, queues, settings.prefetch, name=self._identity)
+        # basic.qos counts per consumer, and keyed mode has one per partition: each gets its
+        # share, so that the process holds at most PREFETCH (quorum queues have no global qos).
+        self._per_consumer = -(-settings.prefetch // len(self._inputs))
+        self.connection = connect(broker, self, queues, self._per_consumer, name=self._identity)
         self._work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         # Results travel back in a deque; a worker wakes the I/O thread only when no wake-up
         # is pending already, so a burst of results costs one wake-up, not one each.
@@ -282,16 +290,19 @@ class Consumer:
         if self._keyed:
             delivery.lane = _lane(properties, delivery.tag)
             waiting = state.lanes.get(delivery.lane)
-            if waiting is not None:
-                waiting.append(delivery)  # its key is in work: it goes after, in order
+            if waiting is not None or self._draining:
+                # Its key is in work (it goes after, in order), or the process is stopping (it
+                # goes back to the broker, ahead of its key's later messages).
+                state.lanes.setdefault(delivery.lane, deque()).append(delivery)
                 return
             state.lanes[delivery.lane] = deque()
         self._work.put(delivery)
 
     def _next_in_lane(self, state: _ChannelState, delivery: Delivery) -> None:
-        """`delivery`'s output is on its way: the next delivery of its key may start."""
+        """Keyed mode: `delivery` is settled, so the next delivery of its key may start (unless
+        the process is stopping: those still waiting go back to the broker)."""
         waiting = state.lanes.get(delivery.lane)
-        if waiting is None:
+        if waiting is None or self._draining:
             return
         if waiting:
             self._work.put(waiting.popleft())
@@ -329,10 +340,8 @@ class Consumer:
                 self._dead_letter(state, delivery, reason)
             case Failed(reason) if self._keyed:
                 self._retry_in_place_or_dead_letter(state, delivery, reason)
-                return  # the lane waits for this delivery's last attempt
             case Failed(reason):
                 self._retry_or_dead_letter(state, delivery, reason)
-        self._next_in_lane(state, delivery)
 
     def _retry_in_place_or_dead_letter(
         self, state: _ChannelState, delivery: Delivery, reason: str
@@ -342,7 +351,6 @@ class Consumer:
         attempt = self._attempt(delivery) + delivery.retries
         if attempt >= self._attempt_limit():
             self._dead_letter(state, delivery, f"failed on attempt {attempt}: {reason}")
-            self._next_in_lane(state, delivery)
             return
         delivery.retries += 1
         log.warning(
@@ -368,16 +376,35 @@ class Consumer:
             return
         if failure is None:
             self._settle(delivery, ack=True)
+        elif self._keyed:
+            self._retry_in_place_or_dead_letter(state, delivery, f"output not accepted: {failure}")
         else:
             self._retry_or_dead_letter(state, delivery, f"output not accepted: {failure}")
 
-    def _after_dead_letter(self, delivery: Delivery, failure: str | None) -> None:
-        if failure is not None:
+    def _after_dead_letter(self, delivery: Delivery, reason: str, failure: str | None) -> None:
+        if failure is None:
+            self._settle(delivery, ack=True)
+            return
+        if not self._keyed:
             log.error(
                 "the dead-letter queue did not accept the message; input requeued",
                 extra={"queue": self._settings.queue, "reason": failure},
             )
-        self._settle(delivery, ack=failure is None)
+            self._settle(delivery, ack=False)
+            return
+        # Keyed mode: requeued, it would come back behind the rest of its key. Try again here.
+        log.error(
+            "the dead-letter queue did not accept the message; trying again",
+            extra={"queue": self._settings.queue, "reason": failure},
+        )
+        delivery.retries += 1
+
+        def again() -> None:
+            state = self._current(delivery)
+            if state is not None:
+                self._dead_letter(state, delivery, reason)
+
+        self.connection.call_later(retry_delay(delivery.retries), again)
 
     def _dead_letter(self, state: _ChannelState, delivery: Delivery, reason: str) -> None:
         log.warning(
@@ -392,7 +419,7 @@ class Consumer:
             self._broker.dead_letter_queue,
             delivery.body,
             self._dead_letter_properties(delivery, reason),
-            lambda failure: self._after_dead_letter(delivery, failure),
+            lambda failure: self._after_dead_letter(delivery, reason, failure),
         )
 
     def _dead_letter_properties(self, delivery: Delivery, reason: str) -> pika.BasicProperties:
@@ -434,6 +461,8 @@ class Consumer:
         state = self._current(delivery)
         if state is None:
             return
+        if self._keyed:
+            self._next_in_lane(state, delivery)
         if ack:
             state.to_ack.add(delivery.tag)
             if not state.ack_flush_scheduled:
@@ -477,28 +506,53 @@ class Consumer:
         if state is None:
             self.connection.stop()
             return
-        for tag in state.consumer_tags:
-            _cancel_keeping_deliveries_in_flight(state.channel, tag)
-        state.cancelled = True
+        if not self._keyed:
+            # Keyed mode does not cancel: the next replica would become active at once and take
+            # later messages of the keys still in work here. It stops starting anything new,
+            # and what waits goes back to the broker when the channel closes.
+            for tag in state.consumer_tags:
+                _cancel_keeping_deliveries_in_flight(
+                    state.channel, tag, lambda: self._on_cancel_ok(state)
+                )
+            state.cancelled = state.cancel_ok_pending = True
         log.info("stopping: finishing messages in hand", extra={"in_hand": len(state.unsettled)})
         self.connection.call_later(self._settings.drain_timeout, self._drain_timed_out)
+        self._finish_drain_if_done()
+
+    def _on_cancel_ok(self, state: _ChannelState) -> None:
+        state.cancel_ok_pending = False
         self._finish_drain_if_done()
 
     def _finish_drain_if_done(self) -> None:
         if not self._draining or self.connection.stopping:
             return
         state = self._state
-        if state is None or not state.unsettled:
-            if state is not None:
-                log.info(
-                    "stopped: every message in hand finished",
-                    extra={
-                        "finished": self._finished_in_drain,
-                        "arrived_after_cancel": state.after_cancel,
-                        "handed_back": 0,
-                    },
-                )
+        if state is None:
             self.connection.stop()
+            return
+        held = state.held()
+        if state.cancel_ok_pending or len(state.unsettled) > held:
+            return  # deliveries may still come, or are in work
+        log.info(
+            "stopped: every message in work finished",
+            extra={
+                "finished": self._finished_in_drain,
+                "arrived_after_cancel": state.after_cancel,
+                "handed_back": held,
+            },
+        )
+        if not self._keyed:
+            self.connection.stop()
+            return
+        # Keyed mode: a Close would cancel our consumers first, making the next replica active
+        # while what we hold is still ours, and it would start on later messages of those keys.
+        # Ended without a Close, our consumers go down instead, and the broker puts what they
+        # held back at the head of each partition before the next replica takes over. A
+        # Basic.Qos round trip first: the broker answers it only after the acks sent before it.
+        state.channel.basic_qos(
+            prefetch_count=self._per_consumer,
+            callback=lambda _frame: self.connection.stop(close=False),
+        )
 
     def _drain_timed_out(self) -> None:
         state = self._state
@@ -548,13 +602,17 @@ class Consumer:
             if self._stages_before is not None:
                 message.require_stages(self._stages_before, self._settings.queue)
             output = self._handler(message)
+            return output if isinstance(output, Future) else self._outcome(output)
         except Exception as error:
             return _failure(error)
-        return output if isinstance(output, Future) else self._outcome(output)
 
     def _settled(self, done: Future[Result]) -> Outcome:
-        error = done.exception()
-        return _failure(error) if error is not None else self._outcome(done.result())
+        if done.cancelled():
+            return Failed("the handler's answer was cancelled")
+        try:
+            return self._outcome(done.result())
+        except Exception as error:
+            return _failure(error)
 
     def _outcome(self, output: Result) -> Outcome:
         if output is None:
@@ -570,7 +628,9 @@ def _failure(error: BaseException) -> Outcome:
     return Failed(describe(error))
 
 
-def _cancel_keeping_deliveries_in_flight(channel: Channel, consumer_tag: str) -> None:
+def _cancel_keeping_deliveries_in_flight(
+    channel: Channel, consumer_tag: str, on_cancel_ok: Callable[[], None]
+) -> None:
     """basic.cancel, without handing back the deliveries the broker sends before it sees it.
 
     The broker may send any number of deliveries between our Cancel and its Cancel-Ok. pika 1.4
@@ -579,7 +639,7 @@ def _cancel_keeping_deliveries_in_flight(channel: Channel, consumer_tag: str) ->
     other delivery and finish them: remove the tag from pika's set of cancelled consumers until
     the Cancel-Ok, whose handler removes the consumer for good. (tests/unit pins this against
     pika's real Channel, so a pika upgrade that changes it fails a test, not a drain.)"""
-    channel.basic_cancel(consumer_tag, callback=lambda _frame: None)
+    channel.basic_cancel(consumer_tag, callback=lambda _frame: on_cancel_ok())
     cancelled = getattr(channel, "_cancelled", None)
     if isinstance(cancelled, set):
         cancelled.discard(consumer_tag)

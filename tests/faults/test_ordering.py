@@ -13,6 +13,7 @@ Docker runs (`make test-docker`); elsewhere it is skipped, saying so.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -97,6 +98,26 @@ def test_keyed_mode_keeps_every_keys_order_through_a_replica_kill(start, vhost: 
     assert (row.lost, order.total, order.keys) == (0, 0, 20), order
 
 
+def test_keyed_mode_keeps_every_keys_order_through_a_graceful_stop(start, vhost: Vhost) -> None:
+    """SIGTERM (`docker compose stop`, a rolling restart) to the replica holding every partition:
+    it finishes what it has in work and hands back what waits, and the next replica takes over
+    only then (a cancel would have made it active while keys were still in work)."""
+    run = PipelineRun(start, vhost, COUNT, env={**KEYED, **LOAD})
+    replicas = start_pipeline(run)
+    run.wait_until_completed(0.25, timeout=90)
+    leaving = replicas["b-1"]  # on 3.10, the first to subscribe holds every partition
+    run.kill(leaving, signal.SIGTERM)
+    assert leaving.wait(30) == 0, leaving.tail()
+    [stopped] = leaving.messages("stopped: every message in work finished")
+    row = run.finish(
+        "keyed: the replica holding the partitions stopped gracefully mid-run",
+        timeout=180,
+        notes=f"0 out of key order (checked); it handed back {stopped['handed_back']} unstarted",
+    )
+    order = key_order(run)
+    assert (row.lost, order.total, order.keys) == (0, 0, 20), order
+
+
 def test_the_default_mode_under_the_same_load_breaks_key_order(start, vhost: Vhost) -> None:
     """The check can fail: without ORDERING=keyed, messages of a key overtake each other."""
     run = PipelineRun(start, vhost, COUNT, env=LOAD)
@@ -122,7 +143,10 @@ def rabbitmq_4(monkeypatch: pytest.MonkeyPatch) -> Iterator[DockerBroker]:
 
 
 @pytest.mark.docker
-def test_on_rabbitmq_4_partitions_spread_and_move_when_a_replica_dies(start, rabbitmq_4) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_on_rabbitmq_4_partitions_spread_and_move_when_a_replica_goes(
+    start, rabbitmq_4, sig: signal.Signals
+) -> None:
     vhost = Vhost(rabbitmq_4.url)
     command = rabbitmq_4.rabbitmqctl.split()
     run = PipelineRun(start, vhost, COUNT, env={"AMQP_URL": vhost.url, **KEYED, **LOAD})
@@ -136,11 +160,11 @@ def test_on_rabbitmq_4_partitions_spread_and_move_when_a_replica_dies(start, rab
     busiest = max(REPLICAS, key=lambda r: list(holders.values()).count(f"service_b@{r}"))
     assert len({holders[p] for p in PARTITIONS}) > 1, "every partition on one replica"
 
-    run.kill(replicas[busiest])
+    run.kill(replicas[busiest], sig)
     alive = tuple(r for r in REPLICAS if r != busiest)
     wait_for_holders(command, vhost, lambda p: (f"service_b@{expected_holder(p, alive)}",))
     row = run.finish(
-        "keyed on RabbitMQ 4.0: partitions spread, their busiest holder SIGKILLed",
+        f"keyed on RabbitMQ 4.0: partitions spread, their busiest holder sent {sig.name}",
         timeout=180,
         notes="0 completions out of key order (checked)",
     )

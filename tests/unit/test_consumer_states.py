@@ -217,8 +217,13 @@ def test_a_drain_that_times_out_counts_what_it_hands_back(rig: Rig, caplog) -> N
     assert rig.loop.stopped
 
 
-def test_a_drain_with_nothing_in_hand_stops_at_once(rig: Rig) -> None:
+def test_a_drain_with_nothing_in_hand_stops_at_the_cancel_ok(rig: Rig) -> None:
+    """Until the broker's Cancel-Ok, a delivery may still be on its way: stopping before it
+    would hand that one back."""
     rig.consumer.request_stop()
+    rig.loop.run(until=rig.clock.now)
+    assert not rig.loop.stopped
+    rig.channel.cancel_ok()
     rig.loop.run(until=rig.clock.now)
     assert rig.loop.stopped
     assert FakeConnection.made[-1].closes_sent == 1
@@ -246,7 +251,8 @@ def test_cancel_keeps_deliveries_in_flight_on_pikas_real_channel() -> None:
     tag = channel.basic_consume(
         "q", lambda _ch, method, _props, _body: seen.append(method.delivery_tag)
     )
-    _cancel_keeping_deliveries_in_flight(channel, tag)
+    cancelled: list[bool] = []
+    _cancel_keeping_deliveries_in_flight(channel, tag, lambda: cancelled.append(True))
     header = frame.Header(1, 2, pika.BasicProperties())
     channel._on_deliver(frame.Method(1, spec.Basic.Deliver(tag, 7, False, "", "q")), header, b"[]")
     assert seen == [7]
@@ -256,8 +262,11 @@ def test_cancel_keeps_deliveries_in_flight_on_pikas_real_channel() -> None:
         if isinstance(c.args[1], spec.Basic.Reject)
     ]
     assert rejects == []
-    channel._on_cancelok(frame.Method(1, spec.Basic.CancelOk(tag)))
+    cancel_ok = frame.Method(1, spec.Basic.CancelOk(tag))
+    connection.callbacks.process(1, spec.Basic.CancelOk, channel, cancel_ok)  # ours
+    channel._on_cancelok(cancel_ok)  # pika's own
     assert tag not in channel.consumer_tags
+    assert cancelled == [True]
 
 
 # -- dead letters ------------------------------------------------------------------------------
@@ -389,8 +398,12 @@ def test_one_key_at_a_time_in_arrival_order_other_keys_in_parallel() -> None:
     for tag in waiting:
         rig.consumer._work_on(rig.consumer._state.unsettled[tag])
     rig.loop.run(until=rig.clock.now)
-    rig.work()  # seq-2, released when seq-1's output went out
-    rig.work()  # seq-4
+    rig.work()
+    assert len(outputs(rig)) == 2  # seq-2 waits until seq-1's output is confirmed
+    for expected in (3, 4):
+        rig.confirm_all()
+        rig.work()  # seq-2, then seq-4: each released when the one before it is settled
+        assert len(outputs(rig)) == expected
     assert outputs(rig) == [
         (route("service_c", "k", KEYED), "seq-1"),
         (route("service_c", "j", KEYED), "seq-3"),
@@ -412,8 +425,9 @@ def test_a_failure_is_retried_in_place_holding_its_key() -> None:
     partition = route("service_b", "k", KEYED)
     for seq in (1, 2):
         rig.channel.deliver(*keyed(seq, "k").encode(), queue=partition)
-    for _ in range(3):
+    for _ in range(4):
         rig.work()
+        rig.confirm_all()
         rig.loop.run_for(5.0)  # the retry's back-off
     rig.work()
     assert rig.channel.nacks == []  # nothing went back to the queue
@@ -432,7 +446,9 @@ def test_a_poison_message_in_keyed_mode_is_dead_lettered_and_its_key_goes_on() -
         rig.channel.deliver(*keyed(seq, "k").encode(), queue=partition)
     for _ in range(KEYED.delivery_limit + 1):
         rig.work()
+        rig.confirm_all()
         rig.loop.run_for(5.0)
+    rig.work()
     [dead] = dead_letters(rig)
     assert dead.properties.headers["x-error-reason"].startswith(
         f"failed on attempt {KEYED.delivery_limit}: RuntimeError: always"
@@ -485,3 +501,57 @@ def test_a_future_resolved_after_its_channel_is_lost_settles_nothing() -> None:
     answer.set_result(None)
     rig.loop.run(until=rig.clock.now)
     assert rig.channel.acks == [] and rig.channel.published == []
+
+
+def test_keyed_prefetch_is_shared_by_the_partitions() -> None:
+    """basic.qos counts per consumer: six partitions must not hold six times PREFETCH."""
+    rig = Rig(stamp, "service_b", KEYED)  # PREFETCH 100 over 3 partitions
+    assert rig.channel.prefetch == 34
+
+
+def test_a_keyed_drain_cancels_nothing_and_hands_back_what_waits(caplog) -> None:
+    """Cancelling would make the next replica active at once, and it would take later messages
+    of keys still in work here. So: finish what is in work, start nothing more, and let what
+    waits go back to the broker, in order, when the channel closes."""
+    caplog.set_level(logging.INFO)
+    rig = Rig(stamp, "service_b", KEYED)
+    partition = route("service_b", "k", KEYED)
+    tags = [rig.channel.deliver(*keyed(seq, "k").encode(), queue=partition) for seq in (1, 2)]
+    rig.consumer.request_stop()
+    rig.loop.run(until=rig.clock.now)
+    later = rig.channel.deliver(*keyed(3, "j").encode(), queue=route("service_b", "j", KEYED))
+    assert rig.channel.cancels == []
+    rig.work()
+    rig.confirm_all()
+    assert rig.loop.stopped
+    assert outputs(rig) == [(route("service_c", "k", KEYED), "seq-1")]
+    assert rig.channel.acks == [(tags[0], True)]  # seq-2 and seq-3 go back unacked
+    # No Close either: it would cancel first, and the next replica could start on seq-4 of k
+    # while seq-2 is still held here. Without one, the broker returns what was held first.
+    assert FakeConnection.made[-1].closes_sent == 0
+    [stopped] = [r for r in caplog.records if r.getMessage().startswith("stopped")]
+    assert (stopped.finished, stopped.handed_back) == (1, 2)
+    assert later == 3
+
+
+def test_a_keyed_output_the_broker_refuses_is_retried_before_its_key_goes_on() -> None:
+    rig = Rig(stamp, "service_b", KEYED)
+    partition = route("service_b", "k", KEYED)
+    for seq in (1, 2):
+        rig.channel.deliver(*keyed(seq, "k").encode(), queue=partition)
+    rig.work()
+    rig.channel.confirm(1, ack=False)  # seq-1's output nacked
+    rig.loop.run_for(5.0)
+    rig.work()  # seq-1 again, not seq-2
+    rig.confirm_all()
+    rig.work()
+    rig.confirm_all()
+    assert rig.channel.nacks == []
+    assert [history for _, history in outputs(rig)] == ["seq-1", "seq-1", "seq-2"]
+
+
+def test_a_handler_answering_nonsense_fails_the_message_not_the_worker() -> None:
+    rig = Rig(lambda _message: "not a message", "service_b")
+    tag = rig.deliver()
+    rig.work()
+    assert rig.channel.nacks == [tag]  # tried again, like any failure; the worker lives on
