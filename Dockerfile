@@ -1,5 +1,7 @@
-# One image for every process of the pipeline; docker-compose.yml picks the module to run.
-FROM python:3.12-slim
+# One image for every process of the pipeline (stage `runtime`, the default target); the tools
+# people run around it get an image of their own (stage `tools`). docker-compose.yml picks the
+# module each service runs.
+FROM python:3.12-slim AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -22,3 +24,18 @@ USER app
 
 # Overridden per service (`command:` in docker-compose.yml): first, service or last.
 CMD ["python", "-m", "service"]
+
+
+# `python -m tools.watch` and `python -m tools.report` (with matplotlib for its figure), for
+# the compose profile `tools`: the runtime plus tools/, never shipped with the pipeline.
+FROM runtime AS tools
+USER root
+COPY requirements-tools.txt ./
+RUN pip install --no-cache-dir -r requirements-tools.txt
+COPY tools/ tools/
+USER app
+CMD ["python", "-m", "tools.watch"]
+
+
+# The default target (`docker build .`): the pipeline's runtime image.
+FROM runtime

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 
 from bench import project
@@ -28,6 +29,8 @@ class Contender:
     notes: str
     packages: tuple[str, ...] = ()
     queue_type: str | None = None  # forced queue type, if not the run's
+    env: Mapping[str, str] = field(default_factory=dict)  # settings of its own (this project's)
+    programs: tuple[str, ...] = ()  # other programs it runs, found on PATH
     cluster: bool = False  # runs on the bench's three-node PrivateCluster, not the shared broker
 
     def check(self) -> str | None:
@@ -35,6 +38,9 @@ class Contender:
         missing = [name for name in self.packages if version(name) is None]
         if missing:
             return f"not installed: {', '.join(missing)} (make bench installs them)"
+        absent = [name for name in self.programs if shutil.which(name) is None]
+        if absent:
+            return f"not on PATH: {', '.join(absent)}"
         if importlib.util.find_spec(self.module) is None:
             return f"no module {self.module}"
         return None
@@ -66,6 +72,28 @@ CONTENDERS = {
             ("pika",),
         ),
         Contender(
+            "project-store",
+            "this project, last with its store",
+            "bench.project",
+            project.plan_with_store,
+            "as above, with `last` writing each record to Redis (`SET NX GET`, several "
+            "records per round trip) before its ack; a `redis-server` of the run's own with "
+            "the compose file's durability settings (`appendonly yes`, `appendfsync always`: "
+            "an fsync before each reply), its CPU counted with the contender's",
+            ("pika", "redis"),
+            programs=("redis-server",),
+        ),
+        Contender(
+            "project-classic",
+            "this project, classic queues",
+            "bench.project",
+            project.plan,
+            "as above with `QUEUE_TYPE=classic` (durable classic queues), for comparison with "
+            "contenders that cannot declare quorum queues",
+            ("pika",),
+            queue_type="classic",
+        ),
+        Contender(
             "project-cluster",
             "this project, three-node cluster",
             "bench.project",
@@ -80,14 +108,15 @@ CONTENDERS = {
             cluster=True,
         ),
         Contender(
-            "project-classic",
-            "this project, classic queues",
+            "project-keyed",
+            "this project, keyed order",
             "bench.project",
             project.plan,
-            "as above with `QUEUE_TYPE=classic` (durable classic queues), for comparison with "
-            "contenders that cannot declare quorum queues",
+            "as `project` with `ORDERING=keyed` and `KEYS=100`: each stage's input is 6 "
+            "partition queues with a single active consumer, one message of a key in work at a "
+            "time: what keeping per-key order costs",
             ("pika",),
-            queue_type="classic",
+            env={"ORDERING": "keyed", "KEYS": "100", "PARTITIONS": "6"},
         ),
         Contender(
             "ceiling",

@@ -4,14 +4,18 @@
 `spec.replicas` replicas and `spec.work` seconds of work per message for the scaling run) and
 `python -m last` with `EXPECTED_MESSAGES=N` and `RESULTS_FILE`, whose `completed` records carry
 `created_at` and `completed_at`. Logging at WARNING (no record per message), no progress lines.
+`plan_with_store` is the same with `last` writing its records to a Redis of the run's own, set
+up as the compose file's store (append-only file, fsync before every reply).
 """
 
 from __future__ import annotations
 
 from bench.runs import Plan, ProcSpec, RunSpec
-from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES, following_queue
+from common.settings import BrokerSettings, Env
+from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES, following_queue, input_queues
 from harness.broker import Vhost
 from harness.processes import python_module
+from harness.store import PrivateRedis
 
 SCALED_STAGE = STAGES[1]  # the middle stage: the scaling run adds replicas of it
 TITLE = "this project (first, service x3 WORKERS=10, last)"
@@ -21,10 +25,15 @@ NOTES = (
 )
 
 
-def plan(vhost: Vhost, spec: RunSpec) -> Plan:
+def plan_with_store(vhost: Vhost, spec: RunSpec) -> Plan:
+    return plan(vhost, spec, store=PrivateRedis(spec.logdir / "redis", durable=True))
+
+
+def plan(vhost: Vhost, spec: RunSpec, *, store: PrivateRedis | None = None) -> Plan:
     common = {
         "AMQP_URL": ",".join(vhost.node_urls),  # every node of a cluster
         "QUEUE_TYPE": spec.queue_type,
+        **spec.env,
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
         "PROGRESS_INTERVAL": "0",
@@ -47,7 +56,10 @@ def plan(vhost: Vhost, spec: RunSpec) -> Plan:
         "RABBITMQ_QUEUE": SINK_QUEUE,
         "EXPECTED_MESSAGES": str(spec.messages),
         "RESULTS_FILE": str(spec.results),
+        "STORE_URL": store.url if store else "",  # "": in memory, whatever the caller's env says
     }
+    if store is not None:
+        consumers.insert(0, ProcSpec("redis", "store", store.argv))
     consumers.append(ProcSpec("last", "sink", python_module("last"), last_env))
     first_env = {
         **common,
@@ -56,7 +68,12 @@ def plan(vhost: Vhost, spec: RunSpec) -> Plan:
         "PUBLISH_RATE": f"{spec.rate:g}",
     }
     publisher = ProcSpec("first", "publisher", python_module("first"), first_env)
-    ready = {**dict.fromkeys(PIPELINE_QUEUES, 1), SCALED_STAGE: spec.replicas}
+    layout = BrokerSettings.from_env(Env(dict(spec.env)))  # partitions, in keyed mode
+    ready = {
+        queue: spec.replicas if stage == SCALED_STAGE else 1
+        for stage in PIPELINE_QUEUES
+        for queue in input_queues(stage, layout)
+    }
     profile = (SCALED_STAGE, "last") if spec.profile else ()
     return Plan(
         spec.label, spec.messages, consumers, publisher, ready, spec.results, vhost, profile

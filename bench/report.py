@@ -42,6 +42,7 @@ TARGET_FASTSTREAM = 5.0
 TARGET_CEILING_SHARE = 0.6
 TARGET_P99_MS = 50.0
 TARGET_SCALING = 1.8
+TARGET_STORE_SHARE = 0.9  # last with its durable store: at most 10% slower than without
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -311,6 +312,8 @@ def targets(session: Session) -> list[tuple[str, str, str, bool | None]]:
     versus("seed", "end-to-end rate >= the seed design's (with confirms on)", 1.0)
     versus("ceiling", "end-to-end rate >= 60% of the broker ceiling / 4", 0.6, 0.25)
 
+    rows.append(store_target(main, figures))
+
     steady_figures = _figures(session.steady)
     steady = steady_figures.get("project")
     if steady and steady.measured:
@@ -348,6 +351,24 @@ def targets(session: Session) -> list[tuple[str, str, str, bool | None]]:
             ("2 replicas of the slow stage >= 1.8x the rate of 1", "not measured", "-", None)
         )
     return rows
+
+
+def store_target(
+    main: dict[str, list[RunResult]], figures: dict[str, Figures]
+) -> tuple[str, str, str, bool | None]:
+    """This project with `last`'s durable store against without it, in the same invocation."""
+    target = f"with last's store: rate >= {TARGET_STORE_SHARE:.0%} of without it"
+    without, store = figures.get("project"), figures.get("project-store")
+    if not (without and store and without.measured and store.measured):
+        return (target, "not measured", "-", None)
+    ratio = store.rate / without.rate
+    per_run = _paired(main["project-store"], main["project"], lambda r: r.rate)
+    measured = (
+        f"{store.rate:,.0f} vs {without.rate:,.0f} msg/s; p99 {store.p99:,.0f} vs "
+        f"{without.p99:,.0f} ms"
+    )
+    ratios = f"{ratio:.2f} (need {TARGET_STORE_SHARE:g}){_spread(per_run)}"
+    return (target, measured, ratios, ratio >= TARGET_STORE_SHARE)
 
 
 def replication_section(session: Session) -> list[str]:

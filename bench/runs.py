@@ -305,6 +305,7 @@ class RunSpec:
     logdir: Path
     rate: float = 0.0  # messages per second offered by the publisher; 0 = as fast as it can
     queue_type: str = "quorum"
+    env: Mapping[str, str] = field(default_factory=dict)  # more settings for every process
     replicas: int = 1  # of the middle stage (service_b): the scaling experiment
     work: float = 0.0  # seconds of simulated work per message in service_b
     profile: bool = False  # record the middle stage and the sink with py-spy

@@ -58,7 +58,9 @@ class Session:
             )
         queue_type = contender.queue_type or self.args.queue_type
         logdir = self.runs_dir / label
-        run_spec = RunSpec(label, messages, logdir, queue_type=queue_type, **spec)
+        run_spec = RunSpec(
+            label, messages, logdir, queue_type=queue_type, env=contender.env, **spec
+        )
         limits = Limits(stall=self.args.stall, run=self.args.run_deadline)
         try:
             vhost = self._vhost(contender, label)

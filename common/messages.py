@@ -8,6 +8,8 @@ persistent with AMQP properties:
   AMQP table because pika's table encoder has no floating-point type.
 - `headers["run_id"]`: which run of `first` published it, so that a report can tell two runs
   apart when their sequence numbers repeat. Optional: a message without one is still valid.
+- `headers["key"]`: what the message is about (an account, an order, a device): messages of one
+  key keep their order through the pipeline when ORDERING=keyed. Optional.
 
 Anything a consumer cannot use raises `InvalidMessage` with a one-line reason; the consumer
 dead-letters the message with that reason and carries on.
@@ -43,15 +45,35 @@ class Message:
     message_id: str
     data: Mapping[str, float]
     run_id: str | None = None
+    key: str | None = None
 
     @classmethod
-    def first(cls, seq: int, now: float, run_id: str | None = None) -> Message:
+    def first(
+        cls, seq: int, now: float, run_id: str | None = None, key: str | None = None
+    ) -> Message:
         """A new message `["seq-N"]` as `first` publishes it."""
-        return cls((f"seq-{seq}",), str(uuid.uuid4()), {"created_at": now}, run_id)
+        return cls((f"seq-{seq}",), str(uuid.uuid4()), {"created_at": now}, run_id, key)
+
+    @property
+    def partition_key(self) -> str:
+        """What picks its partition: its key, or (no key, no order to keep) its id."""
+        return self.key if self.key is not None else self.message_id
 
     @property
     def seq(self) -> int:
         return int(self.history[0][4:])
+
+    def require_stages(self, stages: tuple[str, ...], queue: str) -> None:
+        """Raise InvalidMessage unless the message went through exactly `stages`, in order: a
+        message that skipped a stage, or comes round again, is not `queue`'s to take."""
+        if self.history[1:] != stages:
+            expected = (
+                f"through {', '.join(stages)}" if stages else "straight from first, no stage yet"
+            )
+            raise InvalidMessage(
+                f"history {list(self.history)[:MAX_HISTORY]} is out of order for {queue}: it "
+                f"takes messages that went {expected}"
+            )
 
     def stamped(self, stage: str, now: float) -> Message:
         """The message after `stage` handled it: its name appended, its time recorded."""
@@ -73,6 +95,8 @@ class Message:
         headers = {"data": json.dumps(self.data, separators=(",", ":"))}
         if self.run_id is not None:
             headers["run_id"] = self.run_id
+        if self.key is not None:
+            headers["key"] = self.key
         return headers
 
     @classmethod
@@ -83,6 +107,7 @@ class Message:
             _message_id(properties.message_id),
             _data(headers.get("data")),
             _optional_text(headers.get("run_id"), "header 'run_id'"),
+            _optional_text(headers.get("key"), "header 'key'"),
         )
 
 

@@ -15,7 +15,10 @@ from urllib.parse import urlsplit
 import pika
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+URL_SEPARATOR = ","  # between the nodes of a cluster in AMQP_URL; a URL itself has no bare comma
+ALLOWED_URL = "a URL like amqp://user:password@host:5672/%2F (or amqps://)"
 QUEUE_TYPES = ("quorum", "classic")
+ORDERINGS = ("unordered", "keyed")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -102,24 +105,37 @@ class Env:
 
     def amqp_url(self, name: str, default: str) -> str:
         value = self._raw(name)
+        return default if value is None else _checked_amqp_url(name, value)
+
+    def amqp_urls(self, name: str, default: str) -> tuple[str, ...]:
+        """One broker URL, or several separated by commas: the nodes of one cluster."""
+        value = self._raw(name)
         if value is None:
-            return default
-        allowed = "a URL like amqp://user:password@host:5672/%2F (or amqps://)"
-        try:
-            parts = urlsplit(value)
-            valid = parts.scheme in ("amqp", "amqps") and bool(parts.hostname)
-            valid = valid and (parts.port is None or parts.port > 0)
-        except ValueError:  # say, a port that is not a number: too broken to show
-            raise SettingsError(name, "<unparseable>", allowed) from None
-        if not valid:
-            raise SettingsError(name, redact_url(value), allowed)
-        if parts.username is not None and parts.password is None:
-            raise SettingsError(name, value, f"{allowed}: a user needs its password")
-        try:
-            pika.URLParameters(value)  # the query string: ?heartbeat=, ?channel_max= ...
-        except Exception as error:
-            raise SettingsError(name, redact_url(value), f"{allowed}: {error}") from None
-        return value
+            return (default,)
+        urls = tuple(url.strip() for url in value.split(URL_SEPARATOR))
+        if not all(urls):
+            shown = URL_SEPARATOR.join(redact_url(url) for url in urls)
+            raise SettingsError(name, shown, f"{ALLOWED_URL}, or several separated by commas")
+        return tuple(_checked_amqp_url(name, url) for url in urls)
+
+
+def _checked_amqp_url(name: str, value: str) -> str:
+    """`value` if it is a broker URL pika can use, else SettingsError (never showing a password)."""
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("amqp", "amqps") and bool(parts.hostname)
+        valid = valid and (parts.port is None or parts.port > 0)
+    except ValueError:  # say, a port that is not a number: too broken to show
+        raise SettingsError(name, "<unparseable>", ALLOWED_URL) from None
+    if not valid:
+        raise SettingsError(name, redact_url(value), ALLOWED_URL)
+    if parts.username is not None and parts.password is None:
+        raise SettingsError(name, value, f"{ALLOWED_URL}: a user needs its password")
+    try:
+        pika.URLParameters(value)  # the query string: ?heartbeat=, ?channel_max= ...
+    except Exception as error:
+        raise SettingsError(name, redact_url(value), f"{ALLOWED_URL}: {error}") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -139,26 +155,33 @@ class LogSettings:
 class BrokerSettings:
     """How to reach the broker and how queues are shaped; shared by every process."""
 
-    amqp_url: str
+    amqp_urls: tuple[str, ...]  # one node, or the nodes of a cluster
     heartbeat: int
     connect_timeout: float
     queue_type: str
     delivery_limit: int
     dead_letter_queue: str
     max_body_bytes: int
+    ordering: str = "unordered"  # or "keyed": each stage's input is `partitions` queues
+    partitions: int = 6
 
     @classmethod
     def from_env(cls, env: Env) -> BrokerSettings:
         return cls(
-            amqp_url=env.amqp_url("AMQP_URL", DEFAULT_AMQP_URL),
+            amqp_urls=env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL),
             heartbeat=env.integer("HEARTBEAT", 60, minimum=1, maximum=3600),
             connect_timeout=env.number("CONNECT_TIMEOUT", 60.0, minimum=0.0, maximum=86400.0),
             queue_type=env.choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
             delivery_limit=env.integer("DELIVERY_LIMIT", 5, minimum=1, maximum=1000),
             dead_letter_queue=env.queue_name("DEAD_LETTER_QUEUE", "dead_letter"),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 4096, minimum=64, maximum=1 << 20),
+            ordering=env.choice("ORDERING", "unordered", ORDERINGS),
+            # 6 divides evenly over 1, 2, 3 or 6 replicas of a stage; 64 keeps the declarations
+            # (two stages' worth per process) and the broker's Raft groups within reason.
+            partitions=env.integer("PARTITIONS", 6, minimum=1, maximum=64),
         )
 
     @property
     def display_url(self) -> str:
-        return redact_url(self.amqp_url)
+        """The broker's URL (or the cluster's URLs), fit for logs."""
+        return URL_SEPARATOR.join(redact_url(url) for url in self.amqp_urls)

@@ -4,11 +4,24 @@ Every process declares the queues it reads or writes, so start-up order does not
 message is never published to a queue that does not exist yet. Declaring is idempotent as long
 as the arguments match; a queue left over with other arguments (say, classic where quorum is
 configured) is reported as a clear start-up error instead of being silently used.
+
+With ORDERING=keyed, a stage's input is PARTITIONS queues (`service_b.0` ... `service_b.5`), each
+with a single active consumer, and a message goes to the partition its key picks: one key is
+worked on by one consumer at a time, in publish order, while different keys run in parallel.
+The partition is a stable hash of the key computed by the publisher, and the message goes
+through the default exchange like any other: no plugin to enable (the consistent-hash exchange
+would need one), the same on every RabbitMQ version, and the mapping is plain code anyone can
+read and test. Changing PARTITIONS remaps keys, as adding a queue to a consistent-hash exchange
+would remap some: do it with the pipeline drained.
 """
 
 from __future__ import annotations
 
+import zlib
+
 from common.settings import BrokerSettings
+
+PRIORITY_RANGE = 1 << 20  # consumer priorities 0..2^20-1: replicas of a stage rarely tie
 
 STAGES = ("service_a", "service_b", "service_c")  # the services, in the order a message meets them
 SINK_QUEUE = "service_log"  # what `last` consumes: the history of a message that went through all
@@ -22,6 +35,41 @@ def following_queue(queue: str) -> str | None:
     return None
 
 
+def stages_before(queue: str) -> tuple[str, ...] | None:
+    """The stages a message has passed, in order, when it arrives in `queue` (none for the first
+    stage, all for the sink); None for a queue outside the pipeline, which takes any history."""
+    if queue in PIPELINE_QUEUES:
+        return STAGES[: PIPELINE_QUEUES.index(queue)]
+    return None
+
+
+def input_queues(queue: str, settings: BrokerSettings) -> tuple[str, ...]:
+    """The queues a consumer of `queue` reads: the queue itself, or its partitions."""
+    if settings.ordering == "keyed":
+        return tuple(f"{queue}.{index}" for index in range(settings.partitions))
+    return (queue,)
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of `key`: CRC-32 is stable across processes, machines and versions (unlike
+    Python's `hash`), and spreads short keys evenly."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def route(queue: str, key: str, settings: BrokerSettings) -> str:
+    """The queue a message with `key` goes to, when it is published to `queue`."""
+    if settings.ordering == "keyed":
+        return f"{queue}.{partition_of(key, settings.partitions)}"
+    return queue
+
+
+def consumer_priority(identity: str, queue: str) -> int:
+    """A replica's consumer priority on a partition: its rendezvous-hash score. Each replica of a
+    stage computes its own; the broker makes the highest one active, so partitions spread over
+    the replicas, and a replica's loss moves only its own partitions."""
+    return zlib.crc32(f"{identity}|{queue}".encode()) % PRIORITY_RANGE
+
+
 def work_queue_arguments(settings: BrokerSettings) -> dict[str, object]:
     """A queue whose rejected (or, for quorum, too often redelivered) messages are dead-lettered."""
     arguments: dict[str, object] = {
@@ -33,6 +81,9 @@ def work_queue_arguments(settings: BrokerSettings) -> dict[str, object]:
         # The broker's backstop: a message whose handling kills the process over and over is
         # dead-lettered after this many deliveries instead of looping for ever.
         arguments["x-delivery-limit"] = settings.delivery_limit
+    if settings.ordering == "keyed":
+        # One consumer at a time per partition: the others wait, and take over if it goes.
+        arguments["x-single-active-consumer"] = True
     return arguments
 
 

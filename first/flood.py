@@ -11,9 +11,12 @@ the publisher reconnect, declare the queue again and publish it again.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pika.channel import Channel
@@ -23,7 +26,7 @@ from common.messages import MAX_TEXT, Message
 from common.progress import Progress, progress_interval
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env
-from common.topology import STAGES
+from common.topology import STAGES, input_queues, route
 
 log = logging.getLogger("first")
 
@@ -37,6 +40,7 @@ class FloodSettings:
     publish_rate: float
     progress_interval: float
     run_id: str
+    keys: int = 0  # messages get the key `key-<seq mod keys>`; 0: no keys
 
     @classmethod
     def from_env(cls, env: Env) -> FloodSettings:
@@ -46,6 +50,7 @@ class FloodSettings:
             publish_rate=env.number("PUBLISH_RATE", 0.0, minimum=0.0, maximum=1e6),
             progress_interval=progress_interval(env),
             run_id=env.text("RUN_ID", new_run_id(), max_length=MAX_TEXT),
+            keys=env.integer("KEYS", 0, minimum=0, maximum=10**6),
         )
 
 
@@ -55,11 +60,25 @@ def new_run_id() -> str:
 
 
 class Flood:
-    def __init__(self, broker: BrokerSettings, settings: FloodSettings) -> None:
+    """Publishes `settings.number_of_messages` messages to `settings.next_queue`, each confirmed.
+
+    `connect` builds the connection and `clock` paces the publishes (seams for the unit tests,
+    which pass fakes)."""
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        settings: FloodSettings,
+        *,
+        connect: Callable[..., ReconnectingConnection] = ReconnectingConnection,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
-        self.connection = ReconnectingConnection(
-            broker, self, [settings.next_queue, broker.dead_letter_queue]
-        )
+        self._broker = broker
+        self._clock = clock
+        queues = [*input_queues(settings.next_queue, broker), broker.dead_letter_queue]
+        name = f"first@{socket.gethostname()}/{os.getpid()}"
+        self.connection = connect(broker, self, queues, name=name)
         self._publisher: ConfirmedPublisher | None = None
         self._next_seq = 1
         self._retry: deque[Message] = deque()
@@ -86,16 +105,19 @@ class Flood:
     def on_channel_ready(self, channel: Channel) -> None:
         self._publisher = ConfirmedPublisher(channel, self.connection.reconnect)
         if not self._started:
-            self._started = time.monotonic()
+            self._started = self._clock()
             log.info(
                 "publishing",
                 extra={
                     "run_id": self._settings.run_id,
                     "messages": self._settings.number_of_messages,
                     "queue": self._settings.next_queue,
+                    "ordering": self._broker.ordering,
+                    "keys": self._settings.keys,
                 },
             )
-        self._pump()
+        if not self._pump_scheduled:  # a paced pump already waits: one timer chain, not two
+            self._pump()
 
     def on_channel_lost(self) -> None:
         self._publisher = None
@@ -103,6 +125,9 @@ class Flood:
         self._in_flight.clear()
         if self.stopped_early:  # asked to stop: no reconnecting to publish them again
             self.connection.stop()
+
+    def waiting_for_work(self) -> bool:
+        return False  # it has messages to publish until it is done, and then it stops
 
     def _stop_publishing(self) -> None:
         self.stopped_early = True
@@ -115,30 +140,35 @@ class Flood:
         )
 
     def _pump(self) -> None:
-        """Publish while the window has room and the rate allows."""
+        """Publish while the window has room and the rate allows; when the rate says wait,
+        schedule the one pump that will go on (never more than one is waiting)."""
         self._pump_scheduled = False
         rate = self._settings.publish_rate
-        while self._publisher and self._has_more() and len(self._in_flight) < MAX_IN_FLIGHT:
+        while (publisher := self._publisher) and self._has_more():
+            if len(self._in_flight) >= MAX_IN_FLIGHT:
+                return  # a confirm calls the pump again
             if rate:
                 sent = self._next_seq - 1
-                wait = self._started + sent / rate - time.monotonic()
+                wait = self._started + sent / rate - self._clock()
                 if wait > 0 and not self._retry:
                     self._pump_scheduled = True
                     self.connection.call_later(wait, self._pump)
                     return
-            self._publish(self._retry.popleft() if self._retry else self._new_message())
+            self._publish(publisher, self._retry.popleft() if self._retry else self._new_message())
 
     def _new_message(self) -> Message:
-        message = Message.first(self._next_seq, time.time(), self._settings.run_id)
+        seq, keys = self._next_seq, self._settings.keys
+        message = Message.first(
+            seq, time.time(), self._settings.run_id, f"key-{seq % keys}" if keys else None
+        )
         self._next_seq += 1
         return message
 
-    def _publish(self, message: Message) -> None:
-        assert self._publisher is not None
+    def _publish(self, publisher: ConfirmedPublisher, message: Message) -> None:
         body, properties = message.encode()
         self._in_flight[message.message_id] = message
-        self._publisher.publish(
-            self._settings.next_queue,
+        publisher.publish(
+            route(self._settings.next_queue, message.partition_key, self._broker),
             body,
             properties,
             lambda failure: self._on_settled(message, failure),
@@ -147,6 +177,7 @@ class Flood:
     def _on_settled(self, message: Message, failure: str | None) -> None:
         if self._in_flight.pop(message.message_id, None) is None:
             return
+        self.connection.note_progress()
         if failure is None:
             self.confirmed += 1
             self._progress.update(self.confirmed, failed=self.failed)

@@ -72,6 +72,7 @@ class DockerBroker:
         self.password = secrets.token_hex(12)
         self.port = 0
         self.url = ""
+        self.management_url = ""
         self.rabbitmqctl = f"docker exec -i {self.name} rabbitmqctl"
 
     def start(self) -> None:
@@ -80,12 +81,17 @@ class DockerBroker:
             "--env", f"RABBITMQ_DEFAULT_USER={self.user}",
             "--env", f"RABBITMQ_DEFAULT_PASS={self.password}",
             "--publish", "127.0.0.1::5672",
+            "--publish", "127.0.0.1::15672",
             self.image,
         )  # fmt: skip
-        mapping = docker("port", self.name, "5672/tcp").split()[0]
-        self.port = int(mapping.rsplit(":", 1)[1])
+        self.port = self._host_port(5672)
         self.url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/%2F"
+        self.management_url = f"http://127.0.0.1:{self._host_port(15672)}"
         self._wait_until_ready()
+
+    def _host_port(self, port: int) -> int:
+        mapping = docker("port", self.name, f"{port}/tcp").split()[0]
+        return int(mapping.rsplit(":", 1)[1])
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -3,7 +3,9 @@
 A scenario starts a `PipelineRun`, does its damage, then calls `finish()`, which waits until
 every sequence number has been logged by a `last` process, checks the promises (each message
 completed, each with history [seq, a, b, c], no queue left holding anything, no process crashed
-unless the test killed it) and returns the figures for docs/reliability.md. When the
+unless the test killed it) and returns the figures for docs/reliability.md. With `store` set,
+every `last` writes to that store, and the store, not the logs, says what completed; the logs
+must then hold no id `completed` twice, and none the store does not hold. When the
 environment variable RELIABILITY_REPORT names a file, each scenario appends its row there as a
 JSON line (`make reliability` renders them).
 """
@@ -18,10 +20,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from common.topology import PIPELINE_QUEUES, STAGES, following_queue
+from common.settings import BrokerSettings, Env
+from common.topology import PIPELINE_QUEUES, STAGES, following_queue, input_queues
 from harness.broker import Vhost
 from harness.delivery_probe import RECORD as REDELIVERY
 from harness.processes import Proc, wait_for
+from harness.store import StoreKeys
 
 PROBE = "harness.delivery_probe"
 
@@ -52,6 +56,7 @@ class PipelineRun:
     lasts: list[Proc] = field(default_factory=list)
     firsts: list[Proc] = field(default_factory=list)
     killed: set[Proc] = field(default_factory=set)
+    store: StoreKeys | None = None  # last's durable store; None: each last keeps ids in memory
     started_at: float = field(default_factory=time.monotonic)
     # Run the consumers under `harness.delivery_probe`, which logs each redelivery's count.
     probe: bool = False
@@ -73,7 +78,8 @@ class PipelineRun:
         return proc
 
     def start_last(self, **env: object) -> Proc:
-        proc = self._start_consumer("last", "last", **{**self.env, **env})
+        store_env = self.store.env if self.store else {}
+        proc = self._start_consumer("last", "last", **{**store_env, **self.env, **env})
         self.lasts.append(proc)
         return proc
 
@@ -96,8 +102,13 @@ class PipelineRun:
         self.killed.add(proc)
         proc.signal(sig)
 
-    def completed(self) -> list[dict]:
+    def logged(self) -> list[dict]:
+        """The `completed` records in the logs of every `last`."""
         return [r for proc in self.lasts for r in proc.messages("completed")]
+
+    def completed(self) -> list[dict]:
+        """The completed records: the store's, or without one, the logs'."""
+        return list(self.store.records().values()) if self.store else self.logged()
 
     def distinct_completed(self) -> int:
         return len({r["broker_message_id"] for r in self.completed()})
@@ -123,6 +134,11 @@ class PipelineRun:
                 most[queue] = max(most.get(queue, 1), record["delivery_count"] + 1)
         return most
 
+    def queues(self) -> list[str]:
+        """The pipeline's queues as the processes declare them (partitions, in keyed mode)."""
+        settings = BrokerSettings.from_env(Env({k: str(v) for k, v in self.env.items()}))
+        return [q for stage in PIPELINE_QUEUES for q in input_queues(stage, settings)]
+
     def expected_seqs(self) -> set[str]:
         return {f"seq-{n}" for n in range(1, self.count + 1) if n not in self.poison}
 
@@ -138,7 +154,7 @@ class PipelineRun:
             if first not in self.killed:
                 assert first.wait(60) == 0, first.tail()
         wait_for(
-            lambda: all(self.vhost.depth(queue) == 0 for queue in PIPELINE_QUEUES),
+            lambda: all(self.vhost.depth(queue) == 0 for queue in self.queues()),
             30,
             "every pipeline queue to be empty",
             interval=0.5,
@@ -151,7 +167,7 @@ class PipelineRun:
         assert Counter(body for _, body in dead) == self.dead_bodies
         assert all(properties.headers["x-error-reason"] for properties, _ in dead)
         row.dead_lettered = len(dead)
-        row.notes = notes
+        row.notes = "; ".join(note for note in (notes, self.unlogged_note()) if note)
         report(row)
         return row
 
@@ -177,7 +193,9 @@ class PipelineRun:
         assert len(by_id) == len(seqs), "some seq completed under two ids"
         for record in completed:
             assert tuple(record["history"][1:]) == STAGES, record
-        logged_twice = sum(n - 1 for n in by_id.values())
+        logged = Counter(r["broker_message_id"] for r in self.logged())
+        assert set(logged) <= set(by_id), "a `completed` line for an id the store does not hold"
+        logged_twice = sum(n - 1 for n in logged.values())
         duplicates = sum(len(p.messages("duplicate")) for p in self.lasts)
         return Row(
             scenario=scenario,
@@ -188,6 +206,16 @@ class PipelineRun:
             dead_lettered=0,
             seconds=round(seconds, 1),
         )
+
+    def unlogged_note(self) -> str:
+        """Records the store holds with no `completed` line: their `last` was killed after the
+        write and before the line (never the other way round)."""
+        if self.store is None:
+            return ""
+        unlogged = self.distinct_completed() - len({r["broker_message_id"] for r in self.logged()})
+        if not unlogged:
+            return ""
+        return f"{unlogged} stored whose `completed` line died with a killed `last`"
 
 
 def report(row: Row) -> None:

@@ -169,3 +169,28 @@ class Proc:
             with contextlib.suppress(OSError):
                 text += path.read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+
+class Launcher:
+    """Starts `python -m MODULE` processes with a shared environment; `kill_all()` ends them.
+
+    `launcher(module, name, **env)`: the process is named `name` (or the module) and a number,
+    so that a restarted process keeps the logs of the one it replaced.
+    """
+
+    def __init__(self, logdir: Path, **env: object) -> None:
+        self.logdir = logdir
+        self.env = {key: str(value) for key, value in env.items()}
+        self.procs: list[Proc] = []
+
+    def __call__(self, module: str, name: str | None = None, **env: object) -> Proc:
+        full_env = {**self.env, **{key: str(value) for key, value in env.items()}}
+        proc = Proc(
+            python_module(module), self.logdir, f"{name or module}-{len(self.procs)}", full_env
+        )
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            proc.kill()

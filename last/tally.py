@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
 
 from common.messages import Message
 
-# Bounds for a `last` that runs for ever: ids remembered for de-duplication, latencies kept for
-# the percentiles. A redelivery arrives within seconds or minutes, far inside these windows.
-REMEMBERED_IDS = 1_000_000
+# Latencies kept for the percentiles of a `last` that runs for ever: the most recent ones.
 KEPT_LATENCIES = 100_000
 
 
@@ -28,19 +26,12 @@ class Tally:
         self.duplicates = 0
         self.out_of_sequence = 0
         self._highest_seq = 0
-        self._seen: OrderedDict[str, None] = OrderedDict()
         self._latencies: deque[float] = deque(maxlen=KEPT_LATENCIES)
         self._first_created = math.inf
         self._last_completed = -math.inf
 
-    def record(self, message: Message, completed_at: float) -> bool:
-        """Count a message that has finished; False if its id was counted before."""
-        if message.message_id in self._seen:
-            self.duplicates += 1
-            return False
-        self._seen[message.message_id] = None
-        if len(self._seen) > REMEMBERED_IDS:
-            self._seen.popitem(last=False)
+    def record(self, message: Message, completed_at: float) -> None:
+        """Count a message completed (the store took its record)."""
         self.completed += 1
         if message.seq < self._highest_seq:
             self.out_of_sequence += 1
@@ -49,7 +40,10 @@ class Tally:
         self._latencies.append(completed_at - created_at)
         self._first_created = min(self._first_created, created_at)
         self._last_completed = max(self._last_completed, completed_at)
-        return True
+
+    def record_duplicate(self) -> None:
+        """Count a message whose id the store already held."""
+        self.duplicates += 1
 
     def summary(self) -> dict[str, object]:
         latencies = sorted(self._latencies)

@@ -17,7 +17,8 @@ from common.settings import redact_url
 from common.topology import STAGES, following_queue
 from harness.broker import Vhost, broker_url, refusal
 from harness.docker_broker import DockerBroker, DockerUnavailable, docker_available
-from harness.processes import Proc, python_module
+from harness.processes import Launcher, Proc
+from harness.store import StoreKeys, answers
 
 StartProc = Callable[..., Proc]
 TESTS = Path(__file__).resolve().parent
@@ -82,21 +83,24 @@ def vhost(base_url: str) -> Iterator[Vhost]:
 @pytest.fixture
 def start(vhost: Vhost, tmp_path: Path) -> Iterator[StartProc]:
     """Start `python -m MODULE` against the test's vhost; every process is killed at the end."""
-    procs: list[Proc] = []
+    # last keeps ids in memory unless the test gives it a store: a STORE_URL in the
+    # developer's shell never reaches it.
+    launcher = Launcher(tmp_path, AMQP_URL=vhost.url, LOG_FORMAT="json", STORE_URL="")
+    yield launcher
+    launcher.kill_all()
 
-    def start_proc(module: str, name: str | None = None, **env: object) -> Proc:
-        full_env = {
-            "AMQP_URL": vhost.url,
-            "LOG_FORMAT": "json",
-            **{k: str(v) for k, v in env.items()},
-        }
-        proc = Proc(python_module(module), tmp_path, f"{name or module}-{len(procs)}", full_env)
-        procs.append(proc)
-        return proc
 
-    yield start_proc
-    for proc in procs:
-        proc.kill()
+@pytest.fixture
+def store() -> Iterator[StoreKeys]:
+    """Keys of the test's own on the Redis at STORE_URL (127.0.0.1:6379 by default)."""
+    keys = StoreKeys()
+    if not answers(keys.url):
+        pytest.fail(
+            f"no Redis answers at {redact_url(keys.url)}: start one (`redis-server --daemonize "
+            "yes`) or set STORE_URL to yours"
+        )
+    yield keys
+    keys.delete()
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ class WatchSettings:
     @classmethod
     def from_env(cls, env: Env) -> WatchSettings:
         # Every node of a cluster serves the same users and virtual hosts: the first will do.
-        url = urlsplit(env.amqp_url("AMQP_URL", DEFAULT_AMQP_URL).split(",")[0])
+        url = urlsplit(env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL)[0])
         management_url = env.text("MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL, max_length=2048)
         parts = urlsplit(management_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
@@ -171,20 +171,29 @@ def watch(
     count: int | None,
     out: TextIO,
 ) -> None:
-    """Print `first`, then a new sample every `interval` seconds, `count` in all (or for ever)."""
+    """Print `first`, then a new sample every `interval` seconds, `count` in all (or for ever).
+
+    On a terminal each sample replaces the one before it, in place; into a pipe or a file, each
+    is a new block of lines, for the record."""
+    in_place = out.isatty()
     sample: Sample | None = first
     recent: deque[tuple[float, Sample]] = deque()  # for change/s: samples of the last window
     taken_at = next_at = time.monotonic()
     shown = 0
+    previous_lines = 0
     while True:
         if sample is None:
-            out.write(f"\n{time.strftime('%H:%M:%S')}  no answer from {source.description}\n")
+            block = f"\n{time.strftime('%H:%M:%S')}  no answer from {source.description}\n"
             recent.clear()
         else:
-            out.write("\n" + render(time.strftime("%H:%M:%S"), queues, sample, recent, taken_at))
+            block = "\n" + render(time.strftime("%H:%M:%S"), queues, sample, recent, taken_at)
             recent.append((taken_at, sample))
             while len(recent) > 1 and recent[1][0] <= taken_at + interval - RATE_WINDOW_S:
                 recent.popleft()
+        if in_place and previous_lines:
+            out.write(f"\x1b[{previous_lines}F\x1b[J")  # up to the last block's start, clear
+        out.write(block)
+        previous_lines = block.count("\n")
         out.flush()
         shown += 1
         if count is not None and shown >= count:

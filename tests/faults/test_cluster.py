@@ -28,7 +28,7 @@ from common.topology import PIPELINE_QUEUES, STAGES
 from harness.pipeline import PipelineRun
 from harness.private_broker import BrokerUnavailable, PrivateBroker, reap_orphans
 from harness.private_cluster import ClusterVhost, PrivateCluster
-from harness.processes import Proc, python_module, wait_for
+from harness.processes import Proc, wait_for
 from tests.unit.test_watch import CLOSED, rows, run_watch
 
 COUNT = 2000
@@ -62,20 +62,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster
         yield cluster
     finally:
         cluster.destroy(keep_logs_in=base)
-
-
-@pytest.fixture(scope="module")
-def several_nodes(cluster: PrivateCluster, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Skip where the processes do not take several nodes in AMQP_URL yet (issue 10)."""
-    vhost = ClusterVhost(cluster, label="probe")
-    try:
-        env = {"AMQP_URL": vhost.urls, "NUMBER_OF_MESSAGES": "1", "LOG_FORMAT": "json"}
-        first = Proc(python_module("first"), tmp_path_factory.mktemp("probe"), "first", env)
-        code = first.wait(60)
-    finally:
-        vhost.delete()
-    if code != 0:
-        pytest.skip(f"the processes do not take several nodes in AMQP_URL: {first.tail(1)}")
 
 
 @pytest.fixture
@@ -143,7 +129,6 @@ def test_watch_shows_leaders_and_online_members(cluster: PrivateCluster, vhost) 
         assert rows(result.stdout, queue)[0][-2:] == ["2/3", queues[queue]["leader"]]
 
 
-@pytest.mark.usefixtures("several_nodes")
 def test_sigkill_the_node_that_leads_service_b(start, vhost, cluster: PrivateCluster) -> None:
     run = pipeline(start, vhost)
     start_paced(run)
@@ -163,7 +148,6 @@ def test_sigkill_the_node_that_leads_service_b(start, vhost, cluster: PrivateClu
     )
 
 
-@pytest.mark.usefixtures("several_nodes")
 def test_rolling_restart(start, vhost, cluster: PrivateCluster) -> None:
     run = pipeline(start, vhost)
     start_paced(run, ROLLING_PUBLISH_RATE)
@@ -183,7 +167,6 @@ def test_rolling_restart(start, vhost, cluster: PrivateCluster) -> None:
     )
 
 
-@pytest.mark.usefixtures("several_nodes")
 def test_no_majority_stalls_then_completes(start, vhost, cluster: PrivateCluster) -> None:
     run = pipeline(start, vhost)
     start_paced(run)
@@ -207,7 +190,6 @@ def test_no_majority_stalls_then_completes(start, vhost, cluster: PrivateCluster
     )
 
 
-@pytest.mark.usefixtures("several_nodes")
 def test_a_process_whose_node_dies_moves_to_another(start, vhost, cluster) -> None:
     run = pipeline(start, vhost, CONNECT_TIMEOUT=MOVE_WITHIN)
     start_paced(run)

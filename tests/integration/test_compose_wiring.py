@@ -19,7 +19,8 @@ import pytest
 from common.topology import STAGES
 from harness.broker import Vhost, with_vhost
 from harness.processes import Proc, wait_for
-from tests.unit.test_compose_file import BROKER, CONSUMERS, DRAIN_TIMEOUT, compose_config
+from harness.store import StoreKeys
+from tests.unit.test_compose_file import BROKER, CONSUMERS, DRAIN_TIMEOUT, STORE, compose_config
 
 
 @pytest.fixture
@@ -45,6 +46,16 @@ def local_amqp_url(compose_url: str, vhost: Vhost) -> str:
     return with_vhost(urlunsplit(parts._replace(netloc=f"{credentials}@{broker}")), vhost.name)
 
 
+def local_store(environment: dict[str, str], store: StoreKeys) -> dict[str, str]:
+    """A service's STORE_URL (last's), pointed at the test's Redis and keys; {} if it has none."""
+    if "STORE_URL" not in environment:
+        return {}
+    parts = urlsplit(environment["STORE_URL"])
+    assert parts.hostname == STORE, f"STORE_URL must name the store service: {parts.geturl()}"
+    assert parts.scheme == "redis" and parts.port == 6379, parts.geturl()
+    return store.env
+
+
 def fail_if_exited(procs: Sequence[Proc]) -> None:
     for proc in procs:
         code = proc.poll()
@@ -53,7 +64,7 @@ def fail_if_exited(procs: Sequence[Proc]) -> None:
 
 
 def test_compose_wiring_carries_every_message_through_the_pipeline(
-    compose_bin: str, vhost: Vhost, procs: list[Proc], tmp_path: Path
+    compose_bin: str, vhost: Vhost, store: StoreKeys, procs: list[Proc], tmp_path: Path
 ) -> None:
     count = 300
     broker = urlsplit(vhost.url)
@@ -84,6 +95,7 @@ def test_compose_wiring_carries_every_message_through_the_pipeline(
             password,
         ), f"{name}'s AMQP_URL does not carry RABBITMQ_USER / RABBITMQ_PASSWORD"
         environment.update(AMQP_URL=local_amqp_url(url, vhost), LOG_FORMAT="json")
+        environment.update(local_store(environment, store))
         environment.update(overrides[name])
         command = local_command(service["command"])
         proc = Proc(command, tmp_path, f"{name}-{replica}", environment, inherit=False)
@@ -124,6 +136,7 @@ def test_compose_wiring_carries_every_message_through_the_pipeline(
         assert tuple(record["history"][1:]) == STAGES, record
     [summary] = last.messages("summary")
     assert (summary["completed"], summary["duplicates"]) == (count, 0)
+    assert set(store.records()) == {record["broker_message_id"] for record in completed}
     assert vhost.depth("dead_letter") == 0
 
     # `docker compose stop` sends SIGTERM: idle consumers drain and exit 0 well within the

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,6 +32,9 @@ class BuggyUser:
 
     def on_channel_lost(self) -> None:
         pass
+
+    def waiting_for_work(self) -> bool:
+        return True  # it would look idle: but it never gets ready, so that must not count
 
 
 @pytest.fixture
@@ -92,3 +96,29 @@ def test_a_drain_cut_short_by_connection_loss_exits_at_once(start, vhost) -> Non
     assert service.wait(15) == 0, service.tail()
     assert not service.messages("connected")[1:]
     wait_for(lambda: vhost.depth("service_a") == 1, 30, "the message back in its queue")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            lambda url: url.replace(f":{urlsplit(url).password}@", ":wrong@", 1),
+            "refused the login: check the user and password in AMQP_URL (ACCESS_REFUSED",
+        ),
+        (
+            lambda url: url.rsplit("/", 1)[0] + "/no-such-vhost",
+            "refused access to the virtual host: check that it exists and that the user may use "
+            "it (NOT_ALLOWED - vhost no-such-vhost not found)",
+        ),
+    ],
+    ids=["wrong password", "no such vhost"],
+)
+def test_a_refusal_by_the_broker_ends_the_process_at_once(start, vhost, change, words) -> None:
+    """The broker's own answer, not a guess: one line, exit 1, no retries."""
+    last = start("last", AMQP_URL=change(vhost.url), CONNECT_TIMEOUT=60)
+    assert last.wait(15) == 1, last.tail()
+    [error] = last.errors()
+    assert words in error["message"], error
+    assert "wrong" not in error["message"]  # the password never shows
+    assert not last.messages("broker not reachable, retrying")
+    assert last.stderr() == ""

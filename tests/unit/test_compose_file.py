@@ -25,6 +25,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 BROKER = "rabbitmq"
+STORE = "store"  # last's store of completed records (Redis)
 APP_SERVICES = ("first", "service_a", "service_b", "service_c", "last")
 MODULES = {"first": "first", "service_a": "service", "service_b": "service"}
 MODULES |= {"service_c": "service", "last": "last"}
@@ -38,16 +39,6 @@ DRAIN_TIMEOUT = 20.0  # the consumers' default (common.consumer.ConsumerSettings
 
 
 # -- running docker compose --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def compose_bin() -> str:
-    path = os.path.expanduser(
-        os.environ.get("COMPOSE_BIN") or "~/.docker/cli-plugins/docker-compose"
-    )
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"docker compose not found at {path}: run `make compose-bin` to install it")
-    return path
 
 
 def compose_config(compose_bin: str, env_file: Path, *options: str) -> dict:
@@ -103,7 +94,7 @@ def test_compose_file_has_no_version_key_nor_container_names() -> None:
 
 def test_services_start_after_a_healthy_broker(defaults: dict) -> None:
     services = defaults["services"]
-    assert set(services) == {BROKER, *APP_SERVICES}
+    assert set(services) == {BROKER, STORE, *APP_SERVICES}
     broker = services[BROKER]
     healthcheck = broker.get("healthcheck", {})
     assert not healthcheck.get("disable"), healthcheck
@@ -113,6 +104,23 @@ def test_services_start_after_a_healthy_broker(defaults: dict) -> None:
         assert depends_on.get(BROKER, {}).get("condition") == "service_healthy", name
     for name, service in services.items():
         assert "container_name" not in service, name
+
+
+def test_last_starts_after_a_healthy_store_that_keeps_what_it_confirmed(defaults: dict) -> None:
+    services = defaults["services"]
+    store = services[STORE]
+    assert re.fullmatch(r"redis:7(\.\d+)*(-alpine)?", store["image"])
+    command = " ".join(store["command"])
+    assert "--appendonly yes" in command
+    assert "--appendfsync always" in command  # fsync before each answer: nothing confirmed lost
+    volumes = [v for v in store.get("volumes", []) if v["target"] == "/data"]
+    assert [v["type"] for v in volumes] == ["volume"]
+    assert volumes[0]["source"] in defaults["volumes"]
+    assert "redis-cli ping" in " ".join(store["healthcheck"]["test"])
+    assert store["restart"] == "unless-stopped"
+    last = services["last"]
+    assert last["depends_on"][STORE]["condition"] == "service_healthy"
+    assert last["environment"]["STORE_URL"] == f"redis://{STORE}:6379/0"
 
 
 def test_broker_is_the_official_management_image_with_a_user_of_its_own(defaults: dict) -> None:
@@ -133,7 +141,11 @@ def test_ports_are_published_on_loopback_only(defaults: dict) -> None:
         for name, service in defaults["services"].items()
         for port in service.get("ports", [])
     }
-    assert published == {(BROKER, 5672): "127.0.0.1", (BROKER, 15672): "127.0.0.1"}
+    assert published == {
+        (BROKER, 5672): "127.0.0.1",
+        (BROKER, 15672): "127.0.0.1",
+        (STORE, 6379): "127.0.0.1",
+    }
 
 
 def test_app_services_share_one_image_built_once(defaults: dict) -> None:
@@ -179,9 +191,9 @@ def test_env_example_documents_the_defaults(compose_bin: str, defaults: dict) ->
 
 
 def test_image_holds_what_the_commands_run(defaults: dict, tmp_path: Path) -> None:
-    """The Dockerfile's COPY sources alone are enough to import every service's module."""
-    dockerfile = DOCKERFILE.read_text()
-    assert re.search(r"^FROM python:3\.\d+-slim\b", dockerfile, re.M)
+    """The runtime stage's COPY sources alone are enough to import every service's module."""
+    dockerfile = stages()["runtime"]
+    assert re.search(r"^FROM python:3\.\d+-slim AS runtime$", dockerfile, re.M)
     [user] = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
     assert user not in ("root", "0", "0:0")
     sources = [
@@ -193,7 +205,7 @@ def test_image_holds_what_the_commands_run(defaults: dict, tmp_path: Path) -> No
     assert "requirements.txt" in sources
     app = tmp_path / "app"
     for source in sources:
-        assert not source.startswith(("tests", ".")), source
+        assert not source.startswith(("tests", ".", "tools", "harness", "bench")), source
         path = ROOT / source
         if path.is_dir():
             shutil.copytree(path, app / source, ignore=shutil.ignore_patterns("__pycache__"))
@@ -212,6 +224,57 @@ def test_image_holds_what_the_commands_run(defaults: dict, tmp_path: Path) -> No
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def stages() -> dict[str, str]:
+    """The Dockerfile's stages by name (the unnamed last one as "default")."""
+    found = {}
+    for block in re.split(r"^(?=FROM )", DOCKERFILE.read_text(), flags=re.M)[1:]:
+        name = re.match(r"FROM \S+(?: AS (\S+))?", block)
+        found[name.group(1) or "default"] = block
+    return found
+
+
+def test_the_default_target_is_the_runtime_and_the_tools_run_as_the_app_user() -> None:
+    found = stages()
+    assert found["default"].strip() == "FROM runtime"
+    assert found["tools"].startswith("FROM runtime AS tools")
+    users = re.findall(r"^USER\s+(\S+)", found["tools"], re.M)
+    assert users[-1] == "app", users
+    assert "COPY tools/ tools/" in found["tools"]
+
+
+def test_the_tools_profile_builds_its_own_image(compose_bin: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    services = compose_config(compose_bin, empty, "--profile", "tools")["services"]
+    assert {"watch", "report"} <= set(services)
+    for name in ("watch", "report"):
+        assert services[name]["build"]["target"] == "tools", name
+        assert services[name]["image"] != services["first"]["image"], name
+    assert services["first"]["build"]["target"] == "runtime"
+    assert services["watch"]["command"] == ["python", "-m", "tools.watch"]
+    assert services["report"]["command"][:3] == ["python", "-m", "tools.report"]
+    assert [v["target"] for v in services["report"]["volumes"]] == ["/out"]
+
+
+def test_compose_file_works_with_compose_1_29() -> None:
+    """Debian's and Ubuntu's `apt install docker-compose` give 1.29, which rejects a top-level
+    `name:`; it must be able to read the file as v2 does."""
+    assert not re.search(r"^name\s*:", COMPOSE_FILE.read_text(), re.M)
+    legacy = shutil.which("docker-compose")
+    if legacy is None:
+        pytest.skip("docker-compose (1.x) is not installed: `apt-get install docker-compose`")
+    for profile in ([], ["--profile", "tools"]):
+        result = subprocess.run(
+            [legacy, "-f", str(COMPOSE_FILE), *profile, "config", "--quiet"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
 
 
 def test_build_context_leaves_out_local_files() -> None:

@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from common.topology import STAGES
 from harness.processes import ROOT
 from tools.report.analysis import Analysis, analyse
-from tools.report.ordering import count_inversions, kendall_tau, ordering
+from tools.report.ordering import (
+    KeyOrdering,
+    count_inversions,
+    kendall_tau,
+    key_ordering,
+    ordering,
+)
 from tools.report.records import read_records
 
 # Five messages, each (seq, created_at, service_a, service_b, service_c, completed_at). Times are
@@ -310,7 +316,7 @@ def test_a_directory(tmp_path: Path) -> None:
 
 
 def test_no_file_given() -> None:
-    assert_one_line_error(run_report(), 2, "required: FILE")
+    assert_one_line_error(run_report(), 2, "give either FILE or --store URL")
 
 
 def test_a_bad_amqp_url(results_file: Path) -> None:
@@ -346,6 +352,46 @@ def test_the_plot_is_a_png(results_file: Path, tmp_path: Path) -> None:
     height, width, _channels = image.imread(out).shape
     assert width > 800 and height > 600
     assert out.stat().st_size < 300_000
+
+
+def keyed_records() -> list[dict]:
+    """RUN's five messages under two keys: a = seq 1, 3, 5 and b = seq 2, 4. In completion order
+    (2, 4, 1, 5, 3) key a completes 1, 5, 3: seq-3 after seq-5 is the one out of key order."""
+    keys = {1: "a", 2: "b", 3: "a", 4: "b", 5: "a"}
+    return [{**record("completed", *row), "key": keys[row[0]]} for row in RUN]
+
+
+def test_per_key_order_is_counted() -> None:
+    assert key_ordering([("a", 1), ("b", 2), ("a", 5), ("a", 3), ("b", 4)]) == KeyOrdering(
+        keys=2, out_of_order={"a": 1, "b": 0}
+    )
+    assert key_ordering([("a", 1), ("a", 2), ("b", 1)]).total == 0
+
+
+def test_the_printed_report_shows_per_key_order(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "keyed.jsonl", [json.dumps(r) for r in keyed_records()])
+    result = run_report(path)
+    assert result.returncode == 0, result.stderr
+    assert "  keys                   2\n" in result.stdout
+    assert "  out of key order       1 completions, in 1 of 2 keys" in result.stdout
+    assert "  most out of order      a: 1\n" in result.stdout
+
+
+def test_without_keys_the_report_says_so(results_file: Path) -> None:
+    result = run_report(results_file)
+    assert "keys                   none: the messages had no key" in result.stdout
+
+
+def test_the_plot_has_a_per_key_panel_when_there_are_keys(tmp_path: Path) -> None:
+    image = pytest.importorskip("matplotlib.image")
+    path = write_lines(tmp_path / "keyed.jsonl", [json.dumps(r) for r in keyed_records()])
+    plain, keyed = tmp_path / "plain.png", tmp_path / "keyed.png"
+    unkeyed = write_lines(
+        tmp_path / "plain.jsonl", [json.dumps(record("completed", *r)) for r in RUN]
+    )
+    assert run_report(unkeyed, "--plot", plain).returncode == 0
+    assert run_report(path, "--plot", keyed).returncode == 0
+    assert image.imread(keyed).shape[0] > image.imread(plain).shape[0]  # a row more
 
 
 def test_the_plot_needs_matplotlib(results_file: Path, tmp_path: Path) -> None:
@@ -389,3 +435,12 @@ def test_a_plot_file_the_user_may_not_write(results_file: Path, tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert f"cannot write the figure to {target}" in result.stderr
+
+
+def test_the_report_wants_a_file_or_a_store() -> None:
+    for args in ((), ("some.log", "--store", "redis://localhost:6379/0")):
+        result = run_report(*args)
+        assert result.returncode == 2
+        assert_one_line_error(result, 2, "give either FILE or --store URL")
+    result = run_report("--store", "http://localhost")
+    assert_one_line_error(result, 2, "--store='http://localhost' is not valid: a Redis URL")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -244,7 +245,7 @@ def test_redact_url(url: str, redacted: str) -> None:
 def test_broker_settings_defaults() -> None:
     settings = BrokerSettings.from_env(Env({}))
     assert settings == BrokerSettings(
-        amqp_url=DEFAULT_AMQP_URL,
+        amqp_urls=(DEFAULT_AMQP_URL,),
         heartbeat=60,
         connect_timeout=60.0,
         queue_type="quorum",
@@ -269,11 +270,35 @@ def test_broker_settings_from_env() -> None:
             }
         )
     )
-    assert settings.amqp_url == f"amqps://me:{PASSWORD}@mq:5671/prod"
+    assert settings.amqp_urls == (f"amqps://me:{PASSWORD}@mq:5671/prod",)
     assert settings.display_url == "amqps://me:***@mq:5671/prod"
     assert (settings.heartbeat, settings.connect_timeout) == (30, 2.5)
     assert (settings.queue_type, settings.delivery_limit) == ("classic", 3)
     assert (settings.dead_letter_queue, settings.max_body_bytes) == ("graveyard", 64)
+
+
+def test_several_nodes_in_amqp_url() -> None:
+    raw = f"amqp://me:{PASSWORD}@mq-1:5672/%2F, amqp://me:{PASSWORD}@mq-2:5672/%2F"
+    settings = BrokerSettings.from_env(Env({"AMQP_URL": raw}))
+    assert settings.amqp_urls == (
+        f"amqp://me:{PASSWORD}@mq-1:5672/%2F",
+        f"amqp://me:{PASSWORD}@mq-2:5672/%2F",
+    )
+    assert settings.display_url == "amqp://me:***@mq-1:5672/%2F,amqp://me:***@mq-2:5672/%2F"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        (f"amqp://me:{PASSWORD}@mq-1/%2F,", "amqp://me:***@mq-1/%2F,"),
+        (f"amqp://me:{PASSWORD}@mq-1/%2F,,amqp://mq-2", "amqp://me:***@mq-1/%2F,,amqp://mq-2"),
+        (f"amqp://me:{PASSWORD}@mq-1/%2F,http://me:{PASSWORD}@mq-2", "http://me:***@mq-2"),
+    ],
+)
+def test_a_bad_node_in_amqp_url_is_named_without_passwords(raw: str, shown: str) -> None:
+    message = error_of(lambda: BrokerSettings.from_env(Env({"AMQP_URL": raw})))
+    assert_names(message, "AMQP_URL", shown, "a URL like amqp://user:password@host:5672/%2F")
+    assert PASSWORD not in message
 
 
 @pytest.mark.parametrize(
@@ -312,7 +337,11 @@ def test_consumer_settings_defaults() -> None:
         Env({}), BROKER, default_queue="service_a", default_workers=10
     )
     assert settings == ConsumerSettings(
-        queue="service_a", workers=10, prefetch=100, drain_timeout=20.0
+        queue="service_a",
+        workers=10,
+        prefetch=100,
+        drain_timeout=20.0,
+        replica_id=f"{socket.gethostname()}/{os.getpid()}",
     )
 
 
@@ -328,10 +357,18 @@ def test_prefetch_defaults_to_100_whatever_the_workers(workers: str) -> None:
 
 def test_consumer_settings_from_env() -> None:
     env = Env(
-        {"RABBITMQ_QUEUE": "service_b", "WORKERS": "3", "PREFETCH": "1", "DRAIN_TIMEOUT": "0.5"}
+        {
+            "RABBITMQ_QUEUE": "service_b",
+            "WORKERS": "3",
+            "PREFETCH": "1",
+            "DRAIN_TIMEOUT": "0.5",
+            "REPLICA_ID": "b-2",
+        }
     )
     settings = ConsumerSettings.from_env(env, BROKER, default_queue="service_a", default_workers=10)
-    assert settings == ConsumerSettings(queue="service_b", workers=3, prefetch=1, drain_timeout=0.5)
+    assert settings == ConsumerSettings(
+        queue="service_b", workers=3, prefetch=1, drain_timeout=0.5, replica_id="b-2"
+    )
 
 
 @pytest.mark.parametrize(

@@ -59,16 +59,16 @@ def test_percentile_rank_is_exact_for_the_summary_fractions(count: int) -> None:
 def test_counts_each_completion() -> None:
     tally = Tally()
     for seq in range(1, 6):
-        assert tally.record(message(seq), 101.0) is True
+        tally.record(message(seq), 101.0)
     assert (tally.completed, tally.duplicates, tally.out_of_sequence) == (5, 0, 0)
 
 
-def test_the_same_message_id_counts_once() -> None:
+def test_duplicates_are_counted_apart() -> None:
     tally = Tally()
-    assert tally.record(message(1, message_id="a"), 100.5) is True
-    assert tally.record(message(1, message_id="a"), 100.9) is False
-    assert tally.record(message(2, message_id="b"), 101.0) is True
-    assert tally.record(message(1, message_id="a"), 102.0) is False
+    tally.record(message(1, message_id="a"), 100.5)
+    tally.record_duplicate()
+    tally.record(message(2, message_id="b"), 101.0)
+    tally.record_duplicate()
     assert (tally.completed, tally.duplicates) == (2, 2)
     summary = tally.summary()
     assert summary["completed"] == 2
@@ -107,7 +107,7 @@ def test_a_duplicate_is_not_counted_out_of_sequence() -> None:
     tally = Tally()
     tally.record(message(1), 101.0)
     tally.record(message(2), 101.0)
-    tally.record(message(1), 102.0)  # the same id again, redelivered late
+    tally.record_duplicate()  # seq 1 again, redelivered late
     assert (tally.completed, tally.duplicates, tally.out_of_sequence) == (2, 1, 0)
 
 
@@ -152,16 +152,6 @@ def test_summary_when_everything_completed_at_the_instant_it_was_created() -> No
     summary = tally.summary()
     assert summary["throughput_per_s"] is None  # no time elapsed: no rate, not a division error
     assert summary["latency_ms"]["max"] == 0.0
-
-
-def test_remembered_ids_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tally_module, "REMEMBERED_IDS", 2)
-    tally = Tally()
-    for seq in (1, 2, 3):
-        tally.record(message(seq), 101.0)
-    assert tally.record(message(3), 101.0) is False  # still remembered
-    assert tally.record(message(1), 101.0) is True  # forgotten, the oldest
-    assert (tally.completed, tally.duplicates) == (4, 1)
 
 
 def test_kept_latencies_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

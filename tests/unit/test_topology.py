@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import zlib
+from collections import Counter
 
 import pytest
 
@@ -10,7 +12,10 @@ from common.settings import BrokerSettings, Env
 from common.topology import (
     PIPELINE_QUEUES,
     dead_letter_queue_arguments,
+    input_queues,
+    partition_of,
     queue_arguments,
+    route,
     work_queue_arguments,
 )
 
@@ -73,3 +78,31 @@ def test_arguments_are_fresh_dicts() -> None:
 
 
 # -- against the broker ----------------------------------------------------------------------
+
+
+# -- keyed mode --------------------------------------------------------------------------------
+
+KEYED = dataclasses.replace(DEFAULTS, ordering="keyed", partitions=4)
+
+
+def test_keyed_inputs_are_partitions_with_a_single_active_consumer() -> None:
+    assert input_queues("service_b", DEFAULTS) == ("service_b",)
+    assert input_queues("service_b", KEYED) == tuple(f"service_b.{n}" for n in range(4))
+    assert work_queue_arguments(KEYED)["x-single-active-consumer"] is True
+    assert "x-single-active-consumer" not in work_queue_arguments(DEFAULTS)
+    assert "x-single-active-consumer" not in dead_letter_queue_arguments(KEYED)
+
+
+def test_a_key_always_picks_the_same_partition() -> None:
+    """CRC-32, not Python's salted hash: every process, every run, every machine agrees."""
+    assert [partition_of(f"key-{n}", 6) for n in range(8)] == [
+        zlib.crc32(f"key-{n}".encode()) % 6 for n in range(8)
+    ]
+    assert partition_of("key-7", 6) == 5  # pinned: a change here remaps every key
+    assert route("service_c", "key-7", KEYED) == f"service_c.{partition_of('key-7', 4)}"
+    assert route("service_c", "key-7", DEFAULTS) == "service_c"
+
+
+def test_twenty_keys_spread_over_six_partitions() -> None:
+    used = Counter(partition_of(f"key-{n}", 6) for n in range(20))
+    assert len(used) == 6 and max(used.values()) <= 6

@@ -8,6 +8,7 @@ cannot give, and used for real against a vhost with messages waiting.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 
 from harness.processes import ROOT
 from tools.queue_stats import QueueStats
-from tools.watch import render
+from tools.watch import render, watch
 
 CLOSED = "http://127.0.0.1:1"  # nothing listens on port 1: the API "is not enabled"
 URL = "amqp://alice:p%40ss@localhost:5672/my%2Fvhost"
@@ -293,3 +294,36 @@ def test_depth_changes_are_signed_rates_per_second() -> None:
         "          service_a        80       20          1     -10.0",
         "          service_b        30       10          1     +20.0",
     ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class Counting:
+    """A Source whose depth of service_a goes up by one on every sample."""
+
+    description = "a test source"
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def sample(self) -> dict[str, QueueStats]:
+        self.depth += 1
+        return {"service_a": QueueStats(self.depth, 0, 1)}
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "pipe"])
+def test_on_a_terminal_each_sample_replaces_the_last(terminal: bool) -> None:
+    out = Terminal() if terminal else io.StringIO()
+    source = Counting()
+    watch(source, source.sample(), ["service_a"], interval=0.01, count=3, out=out)
+    text = out.getvalue()
+    blocks = 3
+    lines_per_block = 3  # a blank line, the header, the row
+    if terminal:
+        assert text.count(f"\x1b[{lines_per_block}F\x1b[J") == blocks - 1
+    else:
+        assert "\x1b[" not in text
+    assert [row[0] for row in rows(text, "service_a")] == ["1", "2", "3"]

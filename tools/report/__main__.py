@@ -1,6 +1,7 @@
-"""`python -m tools.report FILE [--run ID] [--plot out.png] [--amqp-url URL]`: what a run did.
+"""`python -m tools.report FILE|--store URL [--run ID] [--plot PNG] [--amqp-url URL]`: a run.
 
-FILE is `last`'s RESULTS_FILE or saved `docker compose logs last` output. The report prints
+FILE is `last`'s RESULTS_FILE or saved `docker compose logs last` output; `--store URL` reads
+the records `last` keeps in its store instead (keys STORE_KEY_PREFIX*). The report prints
 counts, how far the finishing order strays from sequence order, latency per stage and end to
 end, and throughput; `--plot` also draws them (needs matplotlib).
 """
@@ -14,11 +15,12 @@ from pathlib import Path
 from types import ModuleType
 
 from common.settings import Env, redact_url
+from last.store import DEFAULT_KEY_PREFIX, StoreSettings, check_store_url
 from tools.cli import ArgumentParser, CliError, run_cli
 from tools.report.analysis import PERCENTILES, Analysis, analyse
 from tools.report.dead_letters import dead_letter_depth
 from tools.report.ordering import describe_tau
-from tools.report.records import Records, Run, read_records, runs
+from tools.report.records import Records, Run, read_records, read_store, runs
 
 PROG = "python -m tools.report"
 MATPLOTLIB_HINT = "pip install -r requirements-dev.txt (or: pip install matplotlib)"
@@ -33,8 +35,15 @@ def parser() -> ArgumentParser:
     parser.add_argument(
         "file",
         type=Path,
+        nargs="?",
         metavar="FILE",
         help="last's RESULTS_FILE, or saved `docker compose logs last` output (LOG_FORMAT=json)",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="instead of FILE, read the records from last's store (keys STORE_KEY_PREFIX*, by "
+        f"default {DEFAULT_KEY_PREFIX}*), e.g. redis://localhost:6379/0",
     )
     parser.add_argument(
         "--plot", type=Path, metavar="PNG", help="also draw the run into this PNG (matplotlib)"
@@ -58,8 +67,15 @@ def main(argv: Sequence[str]) -> int:
     plot = load_plotting() if args.plot else None
     if plot is not None:
         plot.check_target(args.plot)
+    if (args.file is None) == (args.store is None):
+        raise CliError("give either FILE or --store URL (see --help)")
     amqp_url = Env({"--amqp-url": args.amqp_url or ""}).amqp_url("--amqp-url", "")
-    records = read_records(args.file)
+    if args.store is None:
+        source, records = str(args.file), read_records(args.file)
+    else:
+        prefix = Env().text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+        store = StoreSettings(check_store_url("--store", args.store), prefix)
+        source, records = f"{store.display_url} (keys {prefix}*)", read_store(store)
     run, others = choose_run(runs(records.records), args.run)
     analysis = analyse(run.records)
     if amqp_url:
@@ -67,7 +83,7 @@ def main(argv: Sequence[str]) -> int:
         dead = describe_dead_letters(dead_letter_depth(amqp_url, queue), queue, amqp_url)
     else:
         dead = "unknown: not in last's records (--amqp-url URL reads the dead-letter queue)"
-    print("\n".join(report_lines(args.file, records, analysis, dead, run=run, others=others)))
+    print("\n".join(report_lines(source, records, analysis, dead, run=run, others=others)))
     if plot is not None:
         plot.draw(analysis, args.plot)
         print(f"\nfigure written to {args.plot}")
@@ -108,12 +124,12 @@ def describe_dead_letters(depth: int | None, queue: str, amqp_url: str) -> str:
 
 
 def report_lines(
-    path: Path, records: Records, analysis: Analysis, dead: str, *, run: Run, others: list[Run]
+    source: str, records: Records, analysis: Analysis, dead: str, *, run: Run, others: list[Run]
 ) -> list[str]:
     order = analysis.ordering
     n = order.count
     lines = [
-        f"{path}: {len(records.records)} completed and duplicate records"
+        f"{source}: {len(records.records)} completed and duplicate records"
         + (f", {records.skipped_lines} other lines skipped" if records.skipped_lines else ""),
         f"run {describe_run(run)}",
     ]
@@ -140,7 +156,28 @@ def report_lines(
             f"  note                   {order.repeated_seqs} sequence numbers repeat (did "
             "`first` run more than once?); equal numbers count as in order"
         )
+    lines += ["", *key_order_lines(analysis)]
     lines += ["", *latency_lines(analysis), "", f"throughput               {throughput(analysis)}"]
+    return lines
+
+
+def key_order_lines(analysis: Analysis) -> list[str]:
+    by_key = analysis.key_ordering
+    title = "per-key order (a key's messages against their publish order)"
+    if by_key is None:
+        return [title, "  keys                   none: the messages had no key (first's KEYS=0)"]
+    worst = sorted(by_key.out_of_order.items(), key=lambda item: -item[1])[:3]
+    lines = [
+        title,
+        f"  keys                   {by_key.keys}",
+        f"  out of key order       {by_key.total} completions, in {by_key.keys_affected} of "
+        f"{by_key.keys} keys (0 is what ORDERING=keyed promises)",
+    ]
+    if by_key.total:
+        lines.append(
+            "  most out of order      "
+            + ", ".join(f"{key}: {count}" for key, count in worst if count)
+        )
     return lines
 
 

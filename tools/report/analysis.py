@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from last.tally import percentile
-from tools.report.ordering import Ordering, ordering
+from tools.report.ordering import KeyOrdering, Ordering, key_ordering, ordering
 from tools.report.records import Record
 
 LAST_STAGE = "last"
@@ -29,6 +29,7 @@ class Analysis:
     completions: list[Record]  # in completion order
     duplicates: int
     ordering: Ordering
+    key_ordering: KeyOrdering | None  # None when the messages had no keys
     latencies: dict[str, list[float]]  # stage (then "last", "end to end") -> seconds, sorted
     elapsed: float  # first created_at to last completed_at, seconds
 
@@ -75,6 +76,11 @@ def analyse(records: list[Record]) -> Analysis:
         completions=completions,
         duplicates=duplicates,
         ordering=ordering([r.seq for r in completions]),
+        key_ordering=(
+            key_ordering([(r.key, r.seq) for r in completions if r.key is not None])
+            if any(r.key is not None for r in completions)
+            else None
+        ),
         latencies=stage_latencies(completions),
         elapsed=(
             max(r.completed_at for r in completions) - min(r.created_at for r in completions)

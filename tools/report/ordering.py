@@ -102,3 +102,31 @@ def describe_tau(tau: float | None) -> str:
     else:
         words = "largely in reverse sequence order"
     return f"{words} (1 = same order, 0 = unrelated, -1 = reversed)"
+
+
+@dataclass(frozen=True)
+class KeyOrdering:
+    """Order within each key: a completion is out of key order when a later message of its key
+    (a higher sequence number) completed before it."""
+
+    keys: int
+    out_of_order: dict[str, int]  # key -> completions out of its key's publish order
+
+    @property
+    def total(self) -> int:
+        return sum(self.out_of_order.values())
+
+    @property
+    def keys_affected(self) -> int:
+        return sum(1 for count in self.out_of_order.values() if count)
+
+
+def key_ordering(completions: Sequence[tuple[str, int]]) -> KeyOrdering:
+    """From (key, sequence number) of each first completion, in completion order."""
+    highest: dict[str, int] = {}
+    late: Counter[str] = Counter()
+    for key, seq in completions:
+        if seq < highest.get(key, -1):
+            late[key] += 1
+        highest[key] = max(highest.get(key, -1), seq)
+    return KeyOrdering(len(highest), {key: late[key] for key in highest})

@@ -19,8 +19,10 @@ from matplotlib.patches import Patch
 
 from tools.cli import CliError
 from tools.report.analysis import END_TO_END, LAST_STAGE, Analysis
+from tools.report.ordering import KeyOrdering
 
 TIMELINE_SAMPLE = 40
+KEY_ROWS = 24  # keys drawn in the per-key panel: enough for the demo's KEYS=20
 STAGE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 LAST_COLOUR = "#7f7f7f"
 END_TO_END_COLOUR = "#222222"
@@ -39,11 +41,15 @@ def draw(analysis: Analysis, path: Path) -> None:
     if not analysis.completions:
         raise CliError("nothing to draw: the records hold no completed message")
     colours = stage_colours(analysis)
-    figure = plt.figure(figsize=(12, 9.5), layout="constrained")
-    grid = figure.add_gridspec(2, 2, height_ratios=(1, 1.15))
+    by_key = analysis.key_ordering
+    figure = plt.figure(figsize=(12, 9.5 if by_key is None else 13), layout="constrained")
+    rows = 2 if by_key is None else 3
+    grid = figure.add_gridspec(rows, 2, height_ratios=(1, 1.15, 0.8)[:rows])
     draw_order(figure.add_subplot(grid[0, 0]), analysis)
     draw_latencies(figure.add_subplot(grid[0, 1]), analysis, colours)
     draw_timeline(figure.add_subplot(grid[1, :]), analysis, colours)
+    if by_key is not None:
+        draw_key_order(figure.add_subplot(grid[2, :]), analysis, by_key)
     end_to_end = analysis.percentiles(END_TO_END)
     rate = f", {analysis.throughput:.1f} messages/s" if analysis.throughput else ""
     figure.suptitle(
@@ -97,6 +103,44 @@ def draw_order(axes: Axes, analysis: Analysis) -> None:
     axes.set_ylabel("place in completion order")
     axes.legend(loc="lower right", fontsize="small")
     axes.grid(alpha=0.3)
+
+
+def draw_key_order(axes: Axes, analysis: Analysis, by_key: KeyOrdering) -> None:
+    """(d) Each key's completions over time, a row per key: red where a completion came after a
+    later message (higher seq-N) of the same key."""
+    keys = sorted({r.key for r in analysis.completions if r.key is not None}, key=natural)
+    shown = keys[:KEY_ROWS]
+    row_of = {key: row for row, key in enumerate(shown)}
+    start = min(r.created_at for r in analysis.completions)
+    highest: dict[str, int] = {}
+    points: dict[bool, list[tuple[float, int]]] = {False: [], True: []}
+    for record in analysis.completions:
+        if record.key is None:
+            continue
+        late = record.seq < highest.get(record.key, -1)
+        highest[record.key] = max(highest.get(record.key, -1), record.seq)
+        if record.key in row_of:
+            points[late].append((record.completed_at - start, row_of[record.key]))
+    for late, colour, label in ((False, "#1f77b4", "in key order"), (True, "#d62728", "late")):
+        if points[late]:
+            xs, ys = zip(*points[late], strict=True)
+            axes.scatter(xs, ys, s=8 if not late else 18, color=colour, label=label, zorder=3)
+    axes.set_yticks(range(len(shown)), shown, fontsize="x-small")
+    axes.invert_yaxis()
+    more = f" (first {len(shown)} of {len(keys)} keys)" if len(keys) > len(shown) else ""
+    axes.set_title(
+        f"(d) Per-key order{more}: {by_key.total} completions out of their key's order, in "
+        f"{by_key.keys_affected} of {by_key.keys} keys"
+    )
+    axes.set_xlabel("seconds since the first message was created (a dot: a message completed)")
+    axes.legend(loc="upper right", fontsize="small")
+    axes.grid(axis="x", alpha=0.3)
+
+
+def natural(key: str) -> tuple[str, int]:
+    """key-2 before key-10."""
+    head, _, tail = key.rpartition("-")
+    return (head, int(tail)) if tail.isdigit() else (key, -1)
 
 
 def draw_latencies(axes: Axes, analysis: Analysis, colours: dict[str, str]) -> None:

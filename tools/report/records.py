@@ -1,4 +1,5 @@
-"""Reading `last`'s records back: from its RESULTS_FILE, or from saved `docker compose logs last`.
+"""Reading `last`'s records back: from its RESULTS_FILE, saved `docker compose logs last`, or
+its store.
 
 Both hold one JSON object per line; the logs put a prefix before each (`last-1  | `, or
 `last_1  | ` from Compose v1, possibly coloured or time-stamped) and mix in other records
@@ -15,7 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.cli import CliError
+from last.store import RedisStore, StoreRefused, StoreSettings, StoreUnavailable
+from tools.cli import RUN_FAILED, CliError
 
 KINDS = ("completed", "duplicate")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -33,6 +35,7 @@ class Record:
     times: dict[str, float]
     line: int
     run_id: str | None = None  # which run of `first` published it (None: an older `last`)
+    key: str | None = None  # what it is about (KEYS); None: no key
 
     @property
     def created_at(self) -> float:
@@ -79,6 +82,31 @@ def read_records(path: Path) -> Records:
     return Records(records, summaries, skipped)
 
 
+def read_store(settings: StoreSettings) -> Records:
+    """The records `last` keeps in its store: one `completed` record per id."""
+    where = f"the store at {settings.display_url}"
+    store = RedisStore(settings)
+    try:
+        found = sorted(store.records())
+    except (StoreUnavailable, StoreRefused) as error:
+        raise CliError(f"cannot read {where}: {error}", RUN_FAILED) from None
+    finally:
+        store.close()
+    if not found:
+        raise CliError(
+            f"{where} holds no records under {settings.key_prefix}* (is STORE_KEY_PREFIX "
+            "the one last used?)"
+        )
+    records = []
+    for number, (key, text) in enumerate(found, start=1):
+        where_record = f"{where}, key {settings.key_prefix}{key}"
+        fields = json_object(text)
+        if fields is None:
+            raise CliError(f"{where_record}: not a JSON object")
+        records.append(parse_record(fields, "completed", where_record, number))
+    return Records(records, summaries=0, skipped_lines=0)
+
+
 def json_object(line: str) -> dict | None:
     """The JSON object on a line, after any log prefix; None if there is none."""
     line = _ANSI_ESCAPE.sub("", line)
@@ -115,7 +143,10 @@ def parse_record(fields: dict, kind: str, where: str, line: int) -> Record:
     run_id = fields.get("run_id")
     if run_id is not None and not isinstance(run_id, str):
         raise CliError(f"{where}: a {kind} record whose run_id is not text")
-    return Record(kind, int(seq.group(1)), message_id, stages, times, line, run_id)
+    key = fields.get("key")
+    if key is not None and not isinstance(key, str):
+        raise CliError(f"{where}: a {kind} record whose key is not text")
+    return Record(kind, int(seq.group(1)), message_id, stages, times, line, run_id, key)
 
 
 def is_time(value: object) -> bool:
