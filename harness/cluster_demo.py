@@ -45,11 +45,12 @@ CONSUMERS = APPS[1:]
 # 9 messages/s per replica, so two or three of each make the run about half a minute long.
 SCALE = {"service_a": 2, "service_b": 3, "service_c": 2}
 KILL_AT = 0.25  # of the messages completed when the node is killed
-PORTS = {  # host ports, away from a broker on 5672/15672 and from the one-node demo
+PORTS = {  # host ports, away from the machine's broker and Redis and from the one-node demo
     "RABBITMQ_AMQP_PORT": "5690",
     "RABBITMQ_MANAGEMENT_PORT": "15690",
     "RABBITMQ_2_MANAGEMENT_PORT": "15691",
     "RABBITMQ_3_MANAGEMENT_PORT": "15692",
+    "STORE_PORT": "6390",
 }
 UP_TIMEOUT_S = 300  # building the image and three nodes' first start
 RUN_TIMEOUT_S = 300
@@ -166,6 +167,16 @@ def connections(compose: Compose) -> Counter[str]:
     return nodes
 
 
+def complaints(compose: Compose) -> Counter[str]:
+    """The apps' WARNING and ERROR records, by message."""
+    return Counter(
+        str(record.get("message"))
+        for service in APPS
+        for _, record in compose.records(service)
+        if record.get("level") in ("WARNING", "ERROR")
+    )
+
+
 def run_demo(compose: Compose, messages: int) -> None:
     say(f"project {compose.project}: {' + '.join(compose.files)}, {messages} messages")
     compose("down", "--volumes", "--remove-orphans", timeout=180)
@@ -220,6 +231,7 @@ def run_demo(compose: Compose, messages: int) -> None:
     )
     say(f"all {messages} completed {time.monotonic() - killed_at:.0f} s after the kill")
     say(f"apps connected per node now: {dict(connections(compose))}")
+    say(f"warnings and errors the apps logged: {dict(complaints(compose)) or 'none'}")
     check_outcome(compose, messages, seen)
 
     compose("start", VICTIM)
