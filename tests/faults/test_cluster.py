@@ -52,8 +52,12 @@ STALL_SETTLES = 2.0  # seconds for deliveries already on the wire when the major
 # nacked message again after a pause, these scenarios fail whenever a reconnect hits that window.
 NACKS_ARE_FINAL = pytest.mark.xfail(
     reason="a publish nacked during a node's loss is final to first and the services (3.10)",
+    raises=AssertionError,
     strict=False,
 )
+# What a process logs when it gives up on a message: the run cannot complete any more.
+GIVEN_UP = ('"message": "dead-lettered"', '"message": "message not confirmed"')
+FINISH_TIMEOUT = 120  # seconds for every message to complete once the fault is over
 CONNECTED = "connected"
 LOST = "connection lost, reconnecting"
 NACKED = "nacked by the broker"  # the reason the processes log for a publish the broker refused
@@ -109,6 +113,25 @@ def node_of(proc: Proc, cluster: PrivateCluster) -> PrivateBroker | None:
     return next(node for node in cluster.nodes if node.port == port)
 
 
+def finish(run: PipelineRun, scenario: str, notes: str) -> None:
+    """`run.finish`, once every message completed; failing at once if one never can: a process
+    dead-lettered a healthy message, or `first` gave up on one."""
+
+    def completed() -> bool:
+        for proc in run.processes():
+            text = proc.stdout_path.read_text(errors="replace")
+            for record in GIVEN_UP:
+                if record in text:
+                    line = text[text.index(record) :].split("\n", 1)[0]
+                    raise AssertionError(f"{proc.name} gave up on a message: {line}")
+        for first in run.firsts:
+            assert first.poll() in (None, 0), f"first exited {first.poll()}:\n{first.tail()}"
+        return run.distinct_completed() >= len(run.expected_seqs())
+
+    wait_for(completed, FINISH_TIMEOUT, "every message to complete", interval=1)
+    run.finish(scenario, notes=notes)
+
+
 def deliveries_note(run: PipelineRun) -> str:
     most = run.most_deliveries()
     worst = max(most.values(), default=1)
@@ -159,7 +182,8 @@ def test_sigkill_the_node_that_leads_service_b(start, vhost, cluster: PrivateClu
         30,
         "service_b to elect a new leader",
     )
-    run.finish(
+    finish(
+        run,
         "cluster: SIGKILL the node that leads service_b",
         notes=f"{len(clients)} of {len(run.processes())} processes were connected to it; "
         + deliveries_note(run),
@@ -180,7 +204,8 @@ def test_rolling_restart(start, vhost, cluster: PrivateCluster) -> None:
         node.start()
         node.wait_until_ready()
         restarts.append(time.monotonic() - began)
-    run.finish(
+    finish(
+        run,
         "cluster: rolling restart, each node stopped and started in turn",
         notes=f"each node down {min(restarts):.0f}-{max(restarts):.0f} s; " + deliveries_note(run),
     )
@@ -204,7 +229,8 @@ def test_no_majority_stalls_then_completes(start, vhost, cluster: PrivateCluster
         assert not proc.errors(), proc.tail()
     assert survivor.running
     cluster.restore()
-    run.finish(
+    finish(
+        run,
         "cluster: no majority, two of three nodes down for 10 s",
         notes=f"{stalled_at} of {COUNT} completed when it stalled; " + deliveries_note(run),
     )
@@ -230,7 +256,8 @@ def test_a_process_whose_node_dies_moves_to_another(start, vhost, cluster) -> No
     for proc in movers:
         assert proc.messages(LOST), proc.tail()
         assert node_of(proc, cluster) not in (None, victim), proc.tail()
-    run.finish(
+    finish(
+        run,
         "cluster: a process whose node dies moves to another node",
         notes=f"{len(movers)} processes moved within {moved_in:.2f} s "
         f"(CONNECT_TIMEOUT {MOVE_WITHIN:g} s); " + deliveries_note(run),
