@@ -78,10 +78,11 @@ Result = Message | None
 # A handler's answer: the output (None: the message ends here), or, for a handler that waits on
 # something outside (a store), a Future of it, so that no worker thread waits along with it.
 Handler = Callable[[Message], Result | Future[Result]]
-# Bounds on a dead letter's properties, far inside the broker's smallest frame (4 KiB is the
-# AMQP minimum, 128 KiB RabbitMQ's default): the reason and where it failed always fit.
+# Bounds on a dead letter's properties: the reason, where and when it failed, and the original
+# headers while they are small come to under 4 KiB, far inside the broker's frame (RabbitMQ's
+# default frame_max is 128 KiB), so that the copy can always be published.
 MAX_CARRIED_HEADERS = 2048  # bytes of the original's headers carried over; more are dropped
-MAX_REASON = 1000  # characters of x-error-reason
+MAX_REASON = 1000  # bytes (UTF-8) of x-error-reason, cut at a character
 
 
 @dataclass(frozen=True)
@@ -425,7 +426,7 @@ class Consumer:
     def _dead_letter_properties(self, delivery: Delivery, reason: str) -> pika.BasicProperties:
         """The original's properties, plus why and where it failed, in `x-error-*` headers."""
         error: dict[str, object] = {
-            "x-error-reason": reason[:MAX_REASON],
+            "x-error-reason": reason.encode()[:MAX_REASON].decode(errors="ignore"),
             "x-error-queue": self._settings.queue,
             "x-error-at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }

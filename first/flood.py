@@ -53,6 +53,10 @@ class FloodSettings:
             keys=env.integer("KEYS", 0, minimum=0, maximum=10**6),
         )
 
+    def key_for(self, seq: int) -> str | None:
+        """The key of message `seq-N`: `key-<N mod KEYS>`, or none without KEYS."""
+        return f"key-{seq % self.keys}" if self.keys else None
+
 
 def new_run_id() -> str:
     """When the run started, and a few random characters in case two start in one second."""
@@ -157,9 +161,9 @@ class Flood:
             self._publish(publisher, self._retry.popleft() if self._retry else self._new_message())
 
     def _new_message(self) -> Message:
-        seq, keys = self._next_seq, self._settings.keys
+        seq = self._next_seq
         message = Message.first(
-            seq, time.time(), self._settings.run_id, f"key-{seq % keys}" if keys else None
+            seq, time.time(), self._settings.run_id, self._settings.key_for(seq)
         )
         self._next_seq += 1
         return message

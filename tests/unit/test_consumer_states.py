@@ -312,15 +312,21 @@ def test_the_dead_letter_copy_carries_small_headers(rig: Rig) -> None:
     assert len(b"".join(pika.BasicProperties(headers=headers).encode())) < MAX_CARRIED_HEADERS
 
 
-def test_a_long_reason_is_cut(rig: Rig) -> None:
+@pytest.mark.parametrize("letter", ["x", "語"])
+def test_a_long_reason_is_cut_in_bytes(rig: Rig, letter: str) -> None:
     def fail(_message: Message) -> Message:
-        raise InvalidMessage("x" * 10_000)
+        raise InvalidMessage(letter * 10_000)
 
     rig.consumer._handler = fail
-    rig.deliver()
+    body, properties = Message.first(1, 1.0).stamped("service_a", 2.0).encode()
+    properties.headers["pad"] = "p" * 1900  # carried over: under MAX_CARRIED_HEADERS
+    rig.deliver(body=body, properties=properties)
     rig.work()
     [dead] = dead_letters(rig)
-    assert len(dead.properties.headers["x-error-reason"]) == MAX_REASON
+    reason = dead.properties.headers["x-error-reason"]
+    assert dead.properties.headers["pad"] == "p" * 1900
+    assert MAX_REASON - 3 <= len(reason.encode()) <= MAX_REASON and set(reason) == {letter}
+    assert len(b"".join(dead.properties.encode())) < 4096
 
 
 @pytest.mark.parametrize(
