@@ -242,7 +242,9 @@ class Consumer:
 
     def on_channel_ready(self, channel: Channel) -> None:
         self._generation = next(self._generations)
-        publisher = ConfirmedPublisher(channel, self.connection.reconnect)
+        publisher = ConfirmedPublisher(
+            channel, self.connection.reconnect, self.connection.call_later
+        )
         self._state = _ChannelState(channel, publisher, self._generation)
         channel.add_on_cancel_callback(
             lambda _frame: self.connection.reconnect("the broker cancelled our consumer")
@@ -330,10 +332,7 @@ class Consumer:
         match outcome:
             case Forward(routing_key, body, properties):
                 state.publisher.publish(
-                    routing_key,
-                    body,
-                    properties,
-                    lambda failure: self._after_forward(delivery, failure),
+                    routing_key, body, properties, lambda: self._settle(delivery, ack=True)
                 )
             case Done():
                 self._settle(delivery, ack=True)
@@ -371,42 +370,6 @@ class Consumer:
         )
         self._settle(delivery, ack=False)
 
-    def _after_forward(self, delivery: Delivery, failure: str | None) -> None:
-        state = self._current(delivery)
-        if state is None:
-            return
-        if failure is None:
-            self._settle(delivery, ack=True)
-        elif self._keyed:
-            self._retry_in_place_or_dead_letter(state, delivery, f"output not accepted: {failure}")
-        else:
-            self._retry_or_dead_letter(state, delivery, f"output not accepted: {failure}")
-
-    def _after_dead_letter(self, delivery: Delivery, reason: str, failure: str | None) -> None:
-        if failure is None:
-            self._settle(delivery, ack=True)
-            return
-        if not self._keyed:
-            log.error(
-                "the dead-letter queue did not accept the message; input requeued",
-                extra={"queue": self._settings.queue, "reason": failure},
-            )
-            self._settle(delivery, ack=False)
-            return
-        # Keyed mode: requeued, it would come back behind the rest of its key. Try again here.
-        log.error(
-            "the dead-letter queue did not accept the message; trying again",
-            extra={"queue": self._settings.queue, "reason": failure},
-        )
-        delivery.retries += 1
-
-        def again() -> None:
-            state = self._current(delivery)
-            if state is not None:
-                self._dead_letter(state, delivery, reason)
-
-        self.connection.call_later(retry_delay(delivery.retries), again)
-
     def _dead_letter(self, state: _ChannelState, delivery: Delivery, reason: str) -> None:
         log.warning(
             "dead-lettered",
@@ -420,7 +383,7 @@ class Consumer:
             self._broker.dead_letter_queue,
             delivery.body,
             self._dead_letter_properties(delivery, reason),
-            lambda failure: self._after_dead_letter(delivery, reason, failure),
+            lambda: self._settle(delivery, ack=True),
         )
 
     def _dead_letter_properties(self, delivery: Delivery, reason: str) -> pika.BasicProperties:
