@@ -78,10 +78,11 @@ Result = Message | None
 # A handler's answer: the output (None: the message ends here), or, for a handler that waits on
 # something outside (a store), a Future of it, so that no worker thread waits along with it.
 Handler = Callable[[Message], Result | Future[Result]]
-# Bounds on a dead letter's properties, far inside the broker's smallest frame (4 KiB is the
-# AMQP minimum, 128 KiB RabbitMQ's default): the reason and where it failed always fit.
+# Bounds on a dead letter's properties: the reason, where and when it failed, and the original
+# headers while they are small come to under 4 KiB, far inside the broker's frame (RabbitMQ's
+# default frame_max is 128 KiB), so that the copy can always be published.
 MAX_CARRIED_HEADERS = 2048  # bytes of the original's headers carried over; more are dropped
-MAX_REASON = 1000  # characters of x-error-reason
+MAX_REASON = 1000  # bytes (UTF-8) of x-error-reason, cut at a character
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,9 @@ class Consumer:
 
     def on_channel_ready(self, channel: Channel) -> None:
         self._generation = next(self._generations)
-        publisher = ConfirmedPublisher(channel, self.connection.reconnect)
+        publisher = ConfirmedPublisher(
+            channel, self.connection.reconnect, self.connection.call_later
+        )
         self._state = _ChannelState(channel, publisher, self._generation)
         channel.add_on_cancel_callback(
             lambda _frame: self.connection.reconnect("the broker cancelled our consumer")
@@ -329,10 +332,7 @@ class Consumer:
         match outcome:
             case Forward(routing_key, body, properties):
                 state.publisher.publish(
-                    routing_key,
-                    body,
-                    properties,
-                    lambda failure: self._after_forward(delivery, failure),
+                    routing_key, body, properties, lambda: self._settle(delivery, ack=True)
                 )
             case Done():
                 self._settle(delivery, ack=True)
@@ -370,42 +370,6 @@ class Consumer:
         )
         self._settle(delivery, ack=False)
 
-    def _after_forward(self, delivery: Delivery, failure: str | None) -> None:
-        state = self._current(delivery)
-        if state is None:
-            return
-        if failure is None:
-            self._settle(delivery, ack=True)
-        elif self._keyed:
-            self._retry_in_place_or_dead_letter(state, delivery, f"output not accepted: {failure}")
-        else:
-            self._retry_or_dead_letter(state, delivery, f"output not accepted: {failure}")
-
-    def _after_dead_letter(self, delivery: Delivery, reason: str, failure: str | None) -> None:
-        if failure is None:
-            self._settle(delivery, ack=True)
-            return
-        if not self._keyed:
-            log.error(
-                "the dead-letter queue did not accept the message; input requeued",
-                extra={"queue": self._settings.queue, "reason": failure},
-            )
-            self._settle(delivery, ack=False)
-            return
-        # Keyed mode: requeued, it would come back behind the rest of its key. Try again here.
-        log.error(
-            "the dead-letter queue did not accept the message; trying again",
-            extra={"queue": self._settings.queue, "reason": failure},
-        )
-        delivery.retries += 1
-
-        def again() -> None:
-            state = self._current(delivery)
-            if state is not None:
-                self._dead_letter(state, delivery, reason)
-
-        self.connection.call_later(retry_delay(delivery.retries), again)
-
     def _dead_letter(self, state: _ChannelState, delivery: Delivery, reason: str) -> None:
         log.warning(
             "dead-lettered",
@@ -419,13 +383,13 @@ class Consumer:
             self._broker.dead_letter_queue,
             delivery.body,
             self._dead_letter_properties(delivery, reason),
-            lambda failure: self._after_dead_letter(delivery, reason, failure),
+            lambda: self._settle(delivery, ack=True),
         )
 
     def _dead_letter_properties(self, delivery: Delivery, reason: str) -> pika.BasicProperties:
         """The original's properties, plus why and where it failed, in `x-error-*` headers."""
         error: dict[str, object] = {
-            "x-error-reason": reason[:MAX_REASON],
+            "x-error-reason": reason.encode()[:MAX_REASON].decode(errors="ignore"),
             "x-error-queue": self._settings.queue,
             "x-error-at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }

@@ -6,30 +6,61 @@ means the topology is broken (someone deleted a queue), not that the message is 
 publisher reports it to `on_unroutable`, whose owner reconnects and declares the queues again,
 and the message is published again (or, for a consumer, redelivered) on the new channel.
 
-Each publish is given a callback that learns its fate once: `None` when the broker has it
-safely, or the reason it does not (nacked). If the channel is lost first, the callback is never
-called: the owner learns of the loss from `ChannelUser.on_channel_lost` and voids everything.
+A nack means the broker could not take the message for now: a quorum queue whose leader is
+moving after a node's loss (RabbitMQ 3.10 refuses publishes for a moment then), a queue at its
+length limit with `reject-publish`. It says nothing against the message, so the publisher sends
+it again after a pause (0.5 s, doubling to 5 s while the refusals go on), one log line per
+round; the owner is told of a publish only once the broker has it safely. Treating a nack as
+final would fail `first` or, for a service, requeue its input at once and spend the message's
+delivery attempts in milliseconds.
+
+If the channel is lost first, a publish's callback is never called: the owner learns of the
+loss from `ChannelUser.on_channel_lost` and voids everything.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pika
 from pika.channel import Channel
 from pika.spec import Basic
 
-Settled = Callable[[str | None], None]
+from common.connection import retry_delay
+
+log = logging.getLogger(__name__)
+
+Confirmed = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class _Publish:
+    routing_key: str
+    body: bytes
+    properties: pika.BasicProperties
+    on_confirmed: Confirmed
 
 
 class ConfirmedPublisher:
-    """Publishes on one confirm-mode channel and settles each message when the broker answers."""
+    """Publishes on one confirm-mode channel; calls each publish's `on_confirmed` once the broker
+    has it, publishing again what it refuses. `call_later(delay, callback)` schedules on the
+    channel's I/O loop."""
 
-    def __init__(self, channel: Channel, on_unroutable: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        on_unroutable: Callable[[str], None],
+        call_later: Callable[[float, Callable[[], None]], None],
+    ) -> None:
         self._channel = channel
         self._on_unroutable = on_unroutable
+        self._call_later = call_later
         self._next_tag = 1
-        self._pending: dict[int, Settled] = {}
+        self._pending: dict[int, _Publish] = {}
+        self._refused: list[_Publish] = []  # nacked, to be published again after the pause
+        self._rounds = 0  # rounds of refusals in a row: the pause grows with them
         channel.confirm_delivery(self._on_confirm)
         channel.add_on_return_callback(self._on_return)
 
@@ -38,10 +69,15 @@ class ConfirmedPublisher:
         routing_key: str,
         body: bytes,
         properties: pika.BasicProperties,
-        on_settled: Settled,
+        on_confirmed: Confirmed,
     ) -> None:
-        self._channel.basic_publish("", routing_key, body, properties, mandatory=True)
-        self._pending[self._next_tag] = on_settled
+        self._send(_Publish(routing_key, body, properties, on_confirmed))
+
+    def _send(self, publish: _Publish) -> None:
+        self._channel.basic_publish(
+            "", publish.routing_key, publish.body, publish.properties, mandatory=True
+        )
+        self._pending[self._next_tag] = publish
         self._next_tag += 1
 
     def _on_return(
@@ -55,7 +91,7 @@ class ConfirmedPublisher:
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
         method = frame.method
-        failure = None if isinstance(method, Basic.Ack) else "nacked by the broker"
+        acked = isinstance(method, Basic.Ack)
         if method.multiple:  # tags are ascending in the dict: stop at the first one past it
             tags = []
             for tag in self._pending:
@@ -64,7 +100,29 @@ class ConfirmedPublisher:
                 tags.append(tag)
         else:
             tags = [method.delivery_tag]
-        for tag in tags:
-            on_settled = self._pending.pop(tag, None)
-            if on_settled is not None:
-                on_settled(failure)
+        settled = [publish for tag in tags if (publish := self._pending.pop(tag, None))]
+        if acked:
+            self._rounds = 0
+            for publish in settled:
+                publish.on_confirmed()
+        elif settled:
+            self._refuse(settled)
+
+    def _refuse(self, refused: list[_Publish]) -> None:
+        first_of_round = not self._refused
+        self._refused.extend(refused)
+        if first_of_round:
+            self._rounds += 1
+            delay = retry_delay(self._rounds)
+            log.warning(
+                "the broker refused publishes for now (nack); publishing them again",
+                extra={"refused": len(self._refused), "retry_in_s": delay},
+            )
+            self._call_later(delay, self._publish_refused)
+
+    def _publish_refused(self) -> None:
+        refused, self._refused = self._refused, []
+        if not self._channel.is_open:
+            return  # void with the channel: the owner publishes again, or the broker redelivers
+        for publish in refused:
+            self._send(publish)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+from common.settings import redact_url
 from compare import report
-from harness.broker import Vhost
+from harness.broker import Vhost, broker_url, refusal
 from harness.comparison import (
     FULL,
     SHORT,
@@ -73,8 +75,26 @@ def run_one(pipeline: str, scenario: Scenario, timing: Timing, logdir: Path) -> 
         vhost.delete()
 
 
+def broker_problem() -> str | None:
+    """Why the broker at AMQP_URL cannot host the runs (a vhost each, made with rabbitmqctl)."""
+    url = broker_url()
+    refused = refusal(url)
+    if refused is not None:
+        where = redact_url(url)
+        return f"no RabbitMQ broker lets us in at {where} ({refused}): start one or set AMQP_URL"
+    try:
+        Vhost(label="compare-probe").delete()
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"cannot make a vhost with rabbitmqctl ({error}): set RABBITMQCTL"
+    return None
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    problem = broker_problem()
+    if problem is not None:
+        print(f"python -m compare: {problem}", file=sys.stderr)
+        return 1
     command = shlex.join(["python", "-m", "compare", *argv])
     machine = report.machine()
     runs_dir = ROOT / ".cache" / "compare" / time.strftime("%Y%m%d-%H%M%S")

@@ -4,8 +4,9 @@ Confirms stream back asynchronously; at most `MAX_IN_FLIGHT` messages wait for o
 which bounds memory and makes the publisher pause by itself while the broker blocks publishers
 (memory or disk alarm). After a connection loss the unconfirmed messages are published again
 with their original id: the broker may then hold two copies, and `last` counts the id once.
-A message the broker nacks is counted as failed; one it returns (its queue was deleted) makes
-the publisher reconnect, declare the queue again and publish it again.
+A message the broker nacks is published again after a pause (`common.publisher`); one it
+returns (its queue was deleted) makes the publisher reconnect, declare the queue again and
+publish it again.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class FloodSettings:
             keys=env.integer("KEYS", 0, minimum=0, maximum=10**6),
         )
 
+    def key_for(self, seq: int) -> str | None:
+        """The key of message `seq-N`: `key-<N mod KEYS>`, or none without KEYS."""
+        return f"key-{seq % self.keys}" if self.keys else None
+
 
 def new_run_id() -> str:
     """When the run started, and a few random characters in case two start in one second."""
@@ -84,7 +89,6 @@ class Flood:
         self._retry: deque[Message] = deque()
         self._in_flight: dict[str, Message] = {}
         self.confirmed = 0
-        self.failed = 0
         self._started = 0.0  # when the first channel was ready: the rate counts from there
         self.stopped_early = False
         self._pump_scheduled = False
@@ -103,7 +107,9 @@ class Flood:
         self.connection.call_threadsafe(self._stop_publishing)
 
     def on_channel_ready(self, channel: Channel) -> None:
-        self._publisher = ConfirmedPublisher(channel, self.connection.reconnect)
+        self._publisher = ConfirmedPublisher(
+            channel, self.connection.reconnect, self.connection.call_later
+        )
         if not self._started:
             self._started = self._clock()
             log.info(
@@ -157,9 +163,9 @@ class Flood:
             self._publish(publisher, self._retry.popleft() if self._retry else self._new_message())
 
     def _new_message(self) -> Message:
-        seq, keys = self._next_seq, self._settings.keys
+        seq = self._next_seq
         message = Message.first(
-            seq, time.time(), self._settings.run_id, f"key-{seq % keys}" if keys else None
+            seq, time.time(), self._settings.run_id, self._settings.key_for(seq)
         )
         self._next_seq += 1
         return message
@@ -171,22 +177,15 @@ class Flood:
             route(self._settings.next_queue, message.partition_key, self._broker),
             body,
             properties,
-            lambda failure: self._on_settled(message, failure),
+            lambda: self._on_confirmed(message),
         )
 
-    def _on_settled(self, message: Message, failure: str | None) -> None:
+    def _on_confirmed(self, message: Message) -> None:
         if self._in_flight.pop(message.message_id, None) is None:
             return
         self.connection.note_progress()
-        if failure is None:
-            self.confirmed += 1
-            self._progress.update(self.confirmed, failed=self.failed)
-        else:
-            self.failed += 1
-            log.error(
-                "message not confirmed",
-                extra={"seq": message.history[0], "reason": failure},
-            )
+        self.confirmed += 1
+        self._progress.update(self.confirmed)
         self._finish_if_done()
         if not self._pump_scheduled:
             self._pump()
@@ -200,6 +199,5 @@ class Flood:
         return {
             "run_id": self._settings.run_id,
             "confirmed": self.confirmed,
-            "failed": self.failed,
             "total": self._settings.number_of_messages,
         }

@@ -15,13 +15,10 @@ import re
 import secrets
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import pika.exceptions
-
-from harness.broker import connect
-from harness.processes import ROOT
+from harness.broker import refusal
+from harness.processes import ROOT, wait_for
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 READY_TIMEOUT_S = 120  # a first start of RabbitMQ 4 in a container takes 10-30 s here
@@ -43,9 +40,12 @@ def broker_image(compose_file: Path = COMPOSE_FILE) -> str:
 
 
 def docker(*args: str, timeout: float = DOCKER_TIMEOUT_S) -> str:
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    try:
+        result = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise DockerUnavailable(f"docker {args[0]}: {error}") from None
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
         raise DockerUnavailable(f"docker {args[0]}: {lines[-1]}")
@@ -57,7 +57,7 @@ def docker_available() -> bool:
         return False
     try:
         docker("info", "--format", "{{.ServerVersion}}", timeout=15)
-    except (DockerUnavailable, subprocess.TimeoutExpired):
+    except DockerUnavailable:
         return False
     return True
 
@@ -94,17 +94,13 @@ class DockerBroker:
         return int(mapping.rsplit(":", 1)[1])
 
     def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                connect(self.url, timeout=2).close()
-                return
-            except (pika.exceptions.AMQPError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                logs = docker("logs", "--tail", "20", self.name)
-                raise DockerUnavailable(f"{self.image} not ready after {READY_TIMEOUT_S}s:\n{logs}")
-            time.sleep(0.5)
+        try:
+            wait_for(lambda: refusal(self.url) is None, READY_TIMEOUT_S, "the broker", interval=0.5)
+        except AssertionError:
+            logs = docker("logs", "--tail", "20", self.name)
+            raise DockerUnavailable(
+                f"{self.image} not ready after {READY_TIMEOUT_S}s:\n{logs}"
+            ) from None
 
     def use(self) -> None:
         """Point this process (and the processes it starts) at the container."""

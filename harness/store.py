@@ -30,7 +30,7 @@ def store_url() -> str:
     return os.environ.get("STORE_URL") or DEFAULT_URL
 
 
-class StoreUnavailable(RuntimeError):
+class NoRedisServer(RuntimeError):
     """No Redis answers, or no redis-server to run."""
 
 
@@ -82,7 +82,7 @@ class PrivateRedis:
     def __init__(self, directory: Path, *, durable: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise StoreUnavailable("redis-server is not installed")
+            raise NoRedisServer("redis-server is not installed")
         [self.port] = free_ports(1)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.directory = directory

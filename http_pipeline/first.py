@@ -100,7 +100,8 @@ class Sender:
 
     def _send(self, seq: int) -> None:
         try:
-            message = Message.first(seq, time.time(), self._settings.flood.run_id)
+            flood = self._settings.flood
+            message = Message.first(seq, time.time(), flood.run_id, flood.key_for(seq))
             outcome = self._hop.deliver(
                 message, message.data["created_at"] + self._settings.timeout
             )

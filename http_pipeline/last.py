@@ -1,14 +1,16 @@
 """`python -m http_pipeline.last`: the end of the HTTP chain, writing the broker `last`'s records.
 
-It runs the broker pipeline's own `Sink`, so a message it is sent gives the same `completed`
-record (or `duplicate`, for an id it has recorded before) in its log and in RESULTS_FILE, and
-`python -m tools.report` reads either pipeline's. The summary is written when it stops.
+It runs the broker pipeline's own `Sink`, with the same store (STORE_URL, or ids in memory), so
+a message it is sent gives the same `completed` record (or `duplicate`, for an id it has
+recorded before) in its log and in RESULTS_FILE, and `python -m tools.report` reads either
+pipeline's. It answers 200 only once the record is kept. The summary is written when it stops.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from common.main import run
 from common.messages import Message
@@ -18,6 +20,7 @@ from http_pipeline.app import MessagesApp, Reply
 from http_pipeline.server import serve
 from http_pipeline.settings import ServerSettings
 from last.sink import Sink, open_results
+from last.store import StoreSettings, open_store
 
 log = logging.getLogger("last")
 
@@ -28,7 +31,10 @@ class SinkHandler:
         self._resources = resources
 
     def __call__(self, message: Message, deadline: float) -> Reply:
-        self._sink(message)
+        try:
+            self._sink(message).result(timeout=max(0.0, deadline - time.time()))
+        except TimeoutError:
+            return Reply.error(504, "the store did not answer before the deadline")
         return Reply(200, {"status": "recorded"})
 
     def close(self) -> None:
@@ -36,20 +42,22 @@ class SinkHandler:
         self._resources.close()
 
 
+def load(env: Env) -> MessagesApp:
+    """The app, in each server worker: the store, RESULTS_FILE, the Sink on them."""
+    settings = ServerSettings.from_env(env)
+    resources = contextlib.ExitStack()
+    results = resources.enter_context(open_results(env.text("RESULTS_FILE", "", max_length=4096)))
+    progress = Progress(log, progress_interval(env), None)
+    sink = Sink(open_store(StoreSettings.from_env(env)), 0, progress, results)
+    return MessagesApp("last", SinkHandler(sink, resources), settings.timeout)
+
+
 def main(env: Env) -> int:
     settings = ServerSettings.from_env(env)
-    interval = progress_interval(env)
-    results_path = env.text("RESULTS_FILE", "", max_length=4096)
-    with open_results(results_path):  # a file that cannot be written stops it here, in one line
+    StoreSettings.from_env(env)  # bad settings stop it here, in one line, before the server
+    with open_results(env.text("RESULTS_FILE", "", max_length=4096)):
         pass
-
-    def load() -> MessagesApp:
-        resources = contextlib.ExitStack()
-        results = resources.enter_context(open_results(results_path))
-        sink = Sink(0, Progress(log, interval, None), results)
-        return MessagesApp("last", SinkHandler(sink, resources), settings.timeout)
-
-    serve("last", env, settings, load)
+    serve("last", env, settings, lambda: load(env))
     return 0
 
 

@@ -34,6 +34,7 @@ def encode(message: Message) -> bytes:
         "history": list(message.history),
         "message_id": message.message_id,
         "run_id": message.run_id,
+        "key": message.key,
         "data": dict(message.data),
     }
     return json.dumps(fields, separators=(",", ":")).encode()
@@ -59,13 +60,18 @@ def decode(body: bytes) -> Message:
         raise InvalidMessage(f"request body must be a JSON object with {', '.join(FIELDS)}")
     properties = pika.BasicProperties(
         message_id=fields["message_id"],
-        headers={"data": json.dumps(fields["data"]), "run_id": fields.get("run_id")},
+        headers={
+            "data": json.dumps(fields["data"]),
+            "run_id": fields.get("run_id"),
+            "key": fields.get("key"),
+        },
     )
     return Message.decode(json.dumps(fields["history"]).encode(), properties, MAX_REQUEST_BYTES)
 
 
 def deadline(value: str | None, default: float) -> float:
-    """The caller's deadline from its header, or `default` when it sent none."""
+    """The caller's deadline from its header, or `default` when it sent none; never later than
+    `default`, so that no caller can hold a stage's thread longer than the stage allows."""
     if value is None:
         return default
     try:
@@ -76,4 +82,4 @@ def deadline(value: str | None, default: float) -> float:
         raise InvalidMessage(
             f"header {DEADLINE} must be seconds since the epoch, got {value[:40]!r}"
         )
-    return seconds
+    return min(seconds, default)

@@ -38,6 +38,7 @@ from redis.backoff import NoBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
 
+from common.connection import describe
 from common.settings import Env, SettingsError, redact_url
 
 log = logging.getLogger(__name__)
@@ -236,10 +237,6 @@ class RedisStore:
 def glob_escape(text: str) -> str:
     """`text` matched literally in a Redis glob pattern (SCAN MATCH)."""
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
-
-
-def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 Pending = tuple[str, str, "Future[bool]"]  # (id, record, its answer)

@@ -16,8 +16,7 @@ from common.messages import Message
 from common.topology import SINK_QUEUE, STAGES
 from harness.broker import Vhost
 from harness.processes import Proc, wait_for
-from harness.store import PrivateRedis, StoreKeys
-from harness.store import StoreUnavailable as NoRedisServer
+from harness.store import NoRedisServer, PrivateRedis, StoreKeys
 from last.store import RedisStore, StoreRefused, StoreSettings, StoreUnavailable
 from tests.unit.test_report import results_records, run_report, write_lines
 
@@ -147,7 +146,7 @@ def test_with_the_store_down_last_holds_messages_unacked_then_completes_them(
     stop_asked = time.monotonic()
     first.signal(signal.SIGTERM)
     assert first.wait(10) == 0, first.tail()
-    assert time.monotonic() - stop_asked < 1 + 3  # DRAIN_TIMEOUT and a little
+    assert time.monotonic() - stop_asked < 1 + 8  # DRAIN_TIMEOUT, and the exit on a busy machine
     assert first.messages("drain timed out; the broker redelivers what was not finished")
     assert "Traceback" not in first.stderr()
     wait_for(lambda: vhost.depth(SINK_QUEUE) == count, 10, "every message back in the queue")

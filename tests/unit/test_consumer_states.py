@@ -123,12 +123,18 @@ def test_acks_are_gathered_into_one_multiple_ack_and_singles(rig: Rig) -> None:
     assert rig.channel.acks[2:] == [(tags[5], True)]
 
 
-def test_a_nacked_output_requeues_the_input(rig: Rig, caplog) -> None:
+def test_a_refused_output_is_published_again_while_the_input_waits(rig: Rig) -> None:
+    """A nack is the broker saying "not now" (a leader moving after a node's loss): requeueing
+    the input would spend its delivery attempts in milliseconds."""
     tag = rig.deliver()
     rig.work()
     rig.channel.confirm(1, ack=False)
-    assert rig.channel.nacks == [tag]
-    assert "processing failed, requeued" in caplog.text
+    rig.loop.run_for(1.0)
+    assert len(rig.channel.published) == 2 and rig.channel.nacks == []
+    assert rig.channel.acks == []
+    rig.channel.confirm(2)
+    rig.loop.run(until=rig.clock.now)
+    assert rig.channel.acks == [(tag, True)]
 
 
 def test_results_from_a_lost_channel_are_void(rig: Rig) -> None:
@@ -312,15 +318,21 @@ def test_the_dead_letter_copy_carries_small_headers(rig: Rig) -> None:
     assert len(b"".join(pika.BasicProperties(headers=headers).encode())) < MAX_CARRIED_HEADERS
 
 
-def test_a_long_reason_is_cut(rig: Rig) -> None:
+@pytest.mark.parametrize("letter", ["x", "語"])
+def test_a_long_reason_is_cut_in_bytes(rig: Rig, letter: str) -> None:
     def fail(_message: Message) -> Message:
-        raise InvalidMessage("x" * 10_000)
+        raise InvalidMessage(letter * 10_000)
 
     rig.consumer._handler = fail
-    rig.deliver()
+    body, properties = Message.first(1, 1.0).stamped("service_a", 2.0).encode()
+    properties.headers["pad"] = "p" * 1900  # carried over: under MAX_CARRIED_HEADERS
+    rig.deliver(body=body, properties=properties)
     rig.work()
     [dead] = dead_letters(rig)
-    assert len(dead.properties.headers["x-error-reason"]) == MAX_REASON
+    reason = dead.properties.headers["x-error-reason"]
+    assert dead.properties.headers["pad"] == "p" * 1900
+    assert MAX_REASON - 3 <= len(reason.encode()) <= MAX_REASON and set(reason) == {letter}
+    assert len(b"".join(dead.properties.encode())) < 4096
 
 
 @pytest.mark.parametrize(
