@@ -2,7 +2,7 @@
 
 `PrivateCluster` is three `PrivateBroker` nodes on this machine with one Erlang cookie between
 them, which cluster by themselves at their first start: classic-config peer discovery lists all
-three names, as the compose cluster does (`rabbitmq/conf.d/20-cluster.conf`), and quorum queue
+three names, as the compose cluster does (`rabbitmq/20-cluster.conf`), and quorum queue
 leaders are spread over the nodes (`queue_leader_locator = balanced`). A test may kill, stop and
 restart any node; `restore()` brings every node back and waits until the cluster is whole again,
 so that one cluster can serve several scenarios, each in a virtual host of its own
@@ -22,7 +22,7 @@ import contextlib
 import json
 import secrets
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.broker import Vhost, with_vhost
@@ -174,14 +174,3 @@ class ClusterVhost(Vhost):
     def delete(self) -> None:
         with contextlib.suppress(AssertionError):
             self.cluster.rabbitmqctl("delete_vhost", self.name, timeout=120)
-
-
-@contextlib.contextmanager
-def private_cluster(base_dir: Path) -> Iterator[PrivateCluster]:
-    """A started cluster, destroyed at the end whatever happens (its logs kept in base_dir)."""
-    cluster = PrivateCluster(base_dir)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.destroy(keep_logs_in=base_dir)
