@@ -182,12 +182,13 @@ class ReconnectingConnection:
             self.ioloop.stop()
 
     def reconnect(self, reason: str) -> None:
-        """Start over with a new connection, declaring the queues again (say, one was deleted).
+        """Start over with a new connection and channel, declaring the queues again (say, one
+        was deleted, or the broker keeps refusing publishes on this channel).
 
         Once per connection: the many returns of one deleted queue ask for it many times."""
         if self._stopping or self._channel is None:
             return  # stopping, or a reconnect is already under way
-        log.warning("reconnecting to declare the queues again", extra={"reason": reason})
+        log.warning("starting over on a new connection", extra={"reason": reason})
         self._lose_channel()
         self._close_to_reconnect()
 

@@ -9,10 +9,13 @@ and the message is published again (or, for a consumer, redelivered) on the new 
 A nack means the broker could not take the message for now: a quorum queue whose leader is
 moving after a node's loss (RabbitMQ 3.10 refuses publishes for a moment then), a queue at its
 length limit with `reject-publish`. It says nothing against the message, so the publisher sends
-it again after a pause (0.5 s, doubling to 5 s while the refusals go on), one log line per
-round; the owner is told of a publish only once the broker has it safely. Treating a nack as
-final would fail `first` or, for a service, requeue its input at once and spend the message's
-delivery attempts in milliseconds.
+it again after a pause (0.5 s, doubling while the refusals go on), one log line per round; the
+owner is told of a publish only once the broker has it safely. Treating a nack as final would
+fail `first` or, for a service, requeue its input at once and spend the message's delivery
+attempts in milliseconds. After REFUSAL_ROUNDS rounds in a row the channel itself is suspect
+(RabbitMQ 3.10 refuses every publish on a channel opened just as a queue's leader died, for as
+long as that node stays down; a new channel is served at once): the publisher asks its owner to
+start over, on a new connection.
 
 If the channel is lost first, a publish's callback is never called: the owner learns of the
 loss from `ChannelUser.on_channel_lost` and voids everything.
@@ -33,6 +36,7 @@ from common.connection import retry_delay
 log = logging.getLogger(__name__)
 
 Confirmed = Callable[[], None]
+REFUSAL_ROUNDS = 3  # rounds of refusals (0.5 + 1 + 2 s) before the channel is given up
 
 
 @dataclass(frozen=True)
@@ -45,17 +49,18 @@ class _Publish:
 
 class ConfirmedPublisher:
     """Publishes on one confirm-mode channel; calls each publish's `on_confirmed` once the broker
-    has it, publishing again what it refuses. `call_later(delay, callback)` schedules on the
-    channel's I/O loop."""
+    has it, publishing again what it refuses. `start_over(reason)` is told when the channel
+    cannot be used as it is (a queue is missing, or the broker keeps refusing on it): its owner
+    reconnects. `call_later(delay, callback)` schedules on the channel's I/O loop."""
 
     def __init__(
         self,
         channel: Channel,
-        on_unroutable: Callable[[str], None],
+        start_over: Callable[[str], None],
         call_later: Callable[[float, Callable[[], None]], None],
     ) -> None:
         self._channel = channel
-        self._on_unroutable = on_unroutable
+        self._start_over = start_over
         self._call_later = call_later
         self._next_tag = 1
         self._pending: dict[int, _Publish] = {}
@@ -87,7 +92,7 @@ class ConfirmedPublisher:
         _properties: pika.BasicProperties,
         _body: bytes,
     ) -> None:
-        self._on_unroutable(f"queue {method.routing_key!r} is missing ({method.reply_text})")
+        self._start_over(f"queue {method.routing_key!r} is missing ({method.reply_text})")
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
         method = frame.method
@@ -111,7 +116,11 @@ class ConfirmedPublisher:
     def _refuse(self, refused: list[_Publish]) -> None:
         first_of_round = not self._refused
         self._refused.extend(refused)
-        if first_of_round:
+        if first_of_round and self._rounds >= REFUSAL_ROUNDS:
+            # The owner reconnects: this channel's publishes are void with it, and publishing
+            # them again is the owner's (first's) or the broker's (a service's input) to do.
+            self._start_over(f"the broker refused publishes {self._rounds} rounds in a row")
+        elif first_of_round:
             self._rounds += 1
             delay = retry_delay(self._rounds)
             log.warning(

@@ -172,7 +172,10 @@ class BrokerSettings:
             heartbeat=env.integer("HEARTBEAT", 60, minimum=1, maximum=3600),
             connect_timeout=env.number("CONNECT_TIMEOUT", 60.0, minimum=0.0, maximum=86400.0),
             queue_type=env.choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
-            delivery_limit=env.integer("DELIVERY_LIMIT", 5, minimum=1, maximum=1000),
+            # RabbitMQ 4.0's own default. Every return counts (a crash's, a node's loss, a drain
+            # cut short): a three-node rolling restart costs a message at most 3, a poison
+            # message 20 quick tries.
+            delivery_limit=env.integer("DELIVERY_LIMIT", 20, minimum=1, maximum=1000),
             dead_letter_queue=env.queue_name("DEAD_LETTER_QUEUE", "dead_letter"),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 4096, minimum=64, maximum=1 << 20),
             ordering=env.choice("ORDERING", "unordered", ORDERINGS),

@@ -11,6 +11,7 @@ import signal
 import pytest
 
 from common.messages import Message
+from common.settings import BrokerSettings, Env
 from common.topology import STAGES
 from harness.broker import rabbitmqctl
 from harness.pipeline import PipelineRun
@@ -87,26 +88,34 @@ def test_poison_message_is_retried_then_dead_lettered(run: PipelineRun) -> None:
     [(properties, body)] = run.vhost.drain("dead_letter")
     assert body == b'["seq-13","service_a"]'
     reason = properties.headers["x-error-reason"]
-    assert reason.startswith("failed on delivery 5: RuntimeError: simulated failure on seq-13")
+    limit = BrokerSettings.from_env(Env({})).delivery_limit
+    expected = f"failed on delivery {limit}: RuntimeError: simulated failure on seq-13"
+    assert reason.startswith(expected), reason
     assert properties.headers["x-error-queue"] == "service_b"
     run.vhost.publish("dead_letter", body, properties)  # put it back for finish() to count
     retries = run.services["service_b"][0].messages("processing failed, requeued")
-    assert len(retries) == 4
+    assert len(retries) == limit - 1
     run.finish("poison message: retried to the delivery limit, then dead-lettered")
 
 
 def test_graceful_restarts_do_not_use_up_the_delivery_limit(start, vhost) -> None:
     """A drain finishes what it holds instead of handing it back: on RabbitMQ 3.x every message
     handed back counts as a delivery, and enough restarts would dead-letter healthy messages."""
-    count = 60
-    vhost.declare("service_a", "service_b", "dead_letter")
+    count, limit = 60, 5  # a low limit, so that seven hand-backs would show
+    vhost.declare("service_a", "service_b", "dead_letter", DELIVERY_LIMIT=str(limit))
     for seq in range(1, count + 1):
         vhost.publish("service_a", *Message.first(seq, 1.0).encode())
     for restart in range(7):
-        service = start("service", f"service_a-{restart}", WORKERS=1, RANDOM_WAIT_MAX=0.01)
+        service = start(
+            "service",
+            f"service_a-{restart}",
+            WORKERS=1,
+            RANDOM_WAIT_MAX=0.01,
+            DELIVERY_LIMIT=limit,
+        )
         wait_for(lambda s=service: s.messages("consuming"), 30, "service_a to consume")
         service.signal(signal.SIGTERM)
         assert service.wait(30) == 0, service.tail()
-    start("service", "service_a-final", WORKERS=1)
+    start("service", "service_a-final", WORKERS=1, DELIVERY_LIMIT=limit)
     wait_for(lambda: vhost.depth("service_b") == count, 60, "every message in service_b")
     assert vhost.depth("dead_letter") == 0

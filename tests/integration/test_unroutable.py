@@ -13,7 +13,7 @@ import pytest
 from common.messages import Message
 from harness.processes import wait_for
 
-REDECLARED = "reconnecting to declare the queues again"
+REDECLARED = "starting over on a new connection"
 
 
 @pytest.mark.parametrize("queue_type", ["quorum", "classic"])

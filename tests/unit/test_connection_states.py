@@ -122,7 +122,7 @@ def test_many_returns_make_one_reconnect(caplog) -> None:
     latest().open()
     for _ in range(1000):
         connection.reconnect("queue 'out' is missing (NO_ROUTE)")
-    assert len(warnings(caplog, "reconnecting to declare the queues again")) == 1
+    assert len(warnings(caplog, "starting over on a new connection")) == 1
     assert latest().closes_sent == 1
     loop.run()
     assert len(FakeConnection.made) == 2

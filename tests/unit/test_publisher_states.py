@@ -8,7 +8,7 @@ import logging
 import pika
 
 from common.connection import retry_delay
-from common.publisher import ConfirmedPublisher
+from common.publisher import REFUSAL_ROUNDS, ConfirmedPublisher
 from tests.unit.fakes import FakeChannel, FakeClock, FakeConnection, FakeIOLoop
 
 
@@ -87,7 +87,7 @@ def test_the_pause_grows_while_the_refusals_go_on_and_resets_after() -> None:
     rig = Rig()
     rig.publish(1)
     tag = 1
-    for round_ in (1, 2, 3):
+    for round_ in (1, 2):
         rig.channel.confirm(tag, ack=False)
         assert rig.loop.delays() == [retry_delay(round_)]
         rig.loop.run()
@@ -97,6 +97,21 @@ def test_the_pause_grows_while_the_refusals_go_on_and_resets_after() -> None:
     rig.publish(2)
     rig.channel.confirm(tag + 1, ack=False)
     assert rig.loop.delays() == [retry_delay(1)]
+    assert rig.unroutable == []
+
+
+def test_after_rounds_of_refusals_the_channel_is_given_up() -> None:
+    """RabbitMQ 3.10 refuses every publish on a channel opened as a queue's leader died, for as
+    long as that node is down; a new channel is served at once."""
+    rig = Rig()
+    rig.publish(1)
+    for tag in range(1, REFUSAL_ROUNDS + 1):
+        rig.channel.confirm(tag, ack=False)
+        rig.loop.run()
+    assert rig.unroutable == []
+    rig.channel.confirm(REFUSAL_ROUNDS + 1, ack=False)
+    assert rig.unroutable == [f"the broker refused publishes {REFUSAL_ROUNDS} rounds in a row"]
+    assert rig.loop.delays() == []  # nothing more on this channel
 
 
 def test_nothing_is_published_again_on_a_lost_channel() -> None:

@@ -249,7 +249,7 @@ def test_broker_settings_defaults() -> None:
         heartbeat=60,
         connect_timeout=60.0,
         queue_type="quorum",
-        delivery_limit=5,
+        delivery_limit=20,
         dead_letter_queue="dead_letter",
         max_body_bytes=4096,
     )
