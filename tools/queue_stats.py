@@ -22,7 +22,7 @@ from common.settings import redact_url
 
 HTTP_TIMEOUT_S = 3.0
 RABBITMQCTL_TIMEOUT_S = 30.0
-RABBITMQCTL_COLUMNS = (
+RABBITMQCTL_COLUMNS = (  # of list_queues
     "name",
     "messages_ready",
     "messages_unacknowledged",
@@ -50,6 +50,9 @@ class QueueStats:
     leader: str | None = None
     members: int | None = None
     online: int | None = None
+    # Keyed mode: the connection name (`<stage>@<REPLICA_ID>`) of the partition's one active
+    # consumer; None where nobody holds it, or the queue has no single active consumer.
+    holder: str | None = None
 
     @property
     def depth(self) -> int:
@@ -62,20 +65,50 @@ class Source(Protocol):
     def sample(self) -> dict[str, QueueStats]:
         """Every queue of the virtual host, by name; raises SourceError."""
 
+    def holders(self) -> dict[str, str]:
+        """Queue -> the connection name (`<stage>@<REPLICA_ID>`) of its single active consumer,
+        for the queues that have one (keyed mode's partitions); raises SourceError."""
+
 
 class ManagementApi:
     def __init__(self, base_url: str, user: str, password: str, vhost: str) -> None:
         self.description = f"the management API at {redact_url(base_url)}"
-        self._url = f"{base_url.rstrip('/')}/api/queues/{quote(vhost, safe='')}"
+        self._base = base_url.rstrip("/")
+        self._vhost_path = quote(vhost, safe="")
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
         self._vhost = vhost
 
     def sample(self) -> dict[str, QueueStats]:
-        request = urllib.request.Request(self._url, headers=self._headers)
+        queues = self._get_list(f"/api/queues/{self._vhost_path}")
+        return {q["name"]: self._stats(q) for q in queues if isinstance(q, dict) and "name" in q}
+
+    def holders(self) -> dict[str, str]:
+        # The queues' `single_active_consumer_tag` says who is active: the consumers' own
+        # `active` flag can lag behind a switch.
+        queues = self._get_list(
+            f"/api/queues/{self._vhost_path}?columns=name,single_active_consumer_tag"
+        )
+        consumers = self._get_list(f"/api/consumers/{self._vhost_path}")
+        connections = self._get_list(f"/api/vhosts/{self._vhost_path}/connections")
+        names = {c.get("name"): connection_name(c.get("client_properties")) for c in connections}
+        by_tag = {
+            ((c.get("queue") or {}).get("name"), c.get("consumer_tag")): names.get(
+                (c.get("channel_details") or {}).get("connection_name"), ""
+            )
+            for c in consumers
+        }
+        return {
+            q["name"]: by_tag.get((q["name"], q["single_active_consumer_tag"])) or "?"
+            for q in queues
+            if q.get("single_active_consumer_tag")
+        }
+
+    def _get_list(self, path: str) -> list[dict]:
+        request = urllib.request.Request(self._base + path, headers=self._headers)
         try:
             with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-                queues = json.load(response)
+                answer = json.load(response)
         except urllib.error.HTTPError as error:
             raise SourceError(self._http_reason(error.code, error.reason)) from None
         except urllib.error.URLError as error:
@@ -83,9 +116,9 @@ class ManagementApi:
             raise SourceError(getattr(reason, "strerror", None) or str(reason)) from None
         except (OSError, ValueError) as error:  # timeouts, resets, a body that is not JSON
             raise SourceError(str(error) or type(error).__name__) from None
-        if not isinstance(queues, list):
-            raise SourceError("the answer is not a list of queues")
-        return {q["name"]: self._stats(q) for q in queues if isinstance(q, dict) and "name" in q}
+        if not isinstance(answer, list):
+            raise SourceError(f"the answer to {path.split('?', maxsplit=1)[0]} is not a list")
+        return [item for item in answer if isinstance(item, dict)]
 
     def _http_reason(self, code: int, reason: str) -> str:
         if code == 401:
@@ -118,27 +151,12 @@ class ManagementApi:
 class Rabbitmqctl:
     def __init__(self, command: list[str], vhost: str) -> None:
         self.description = " ".join(command)
-        self._command = [*command, "list_queues", "-p", vhost, *RABBITMQCTL_COLUMNS]
-        self._command += ["--formatter", "json"]
+        self._command = command
+        self._vhost = vhost
 
     def sample(self) -> dict[str, QueueStats]:
+        queues = self._list("list_queues", *RABBITMQCTL_COLUMNS)
         try:
-            result = subprocess.run(
-                self._command,
-                capture_output=True,
-                text=True,
-                timeout=RABBITMQCTL_TIMEOUT_S,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise SourceError("command not found") from None
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise SourceError(str(error)) from None
-        if result.returncode != 0:
-            lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
-            raise SourceError(f"exit code {result.returncode}: {lines[-1]}")
-        try:
-            queues = json.loads(result.stdout)
             return {
                 q["name"]: QueueStats(
                     count(q.get("messages_ready")),
@@ -148,8 +166,55 @@ class Rabbitmqctl:
                 )
                 for q in queues
             }
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (TypeError, KeyError, AttributeError):
             raise SourceError("its output is not the JSON list of queues expected") from None
+
+    def holders(self) -> dict[str, str]:
+        # Consumers name their channel, channels their connection, connections the name the
+        # client gave: three lists joined on process ids.
+        consumers = self._list("list_consumers", "queue_name", "channel_pid", "active")
+        channels = {
+            c.get("pid"): c.get("connection")
+            for c in self._list("list_channels", "pid", "connection")
+        }
+        names = {
+            c.get("pid"): connection_name(
+                {item[0]: item[2] for item in c.get("client_properties") or [] if len(item) == 3}
+            )
+            for c in self._list("list_connections", "pid", "client_properties")
+        }
+        return {
+            c.get("queue_name"): names.get(channels.get(c.get("channel_pid")), "") or "?"
+            for c in consumers
+            if c.get("active") is True
+        }
+
+    def _list(self, listing: str, *columns: str) -> list[dict]:
+        command = [*self._command, listing, "-p", self._vhost, *columns, "--formatter", "json"]
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=RABBITMQCTL_TIMEOUT_S, check=False
+            )
+        except FileNotFoundError:
+            raise SourceError("command not found") from None
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise SourceError(str(error)) from None
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+            raise SourceError(f"exit code {result.returncode}: {lines[-1]}")
+        try:
+            listed = json.loads(result.stdout)
+        except ValueError:
+            raise SourceError("its output is not the JSON list expected") from None
+        if not isinstance(listed, list):
+            raise SourceError("its output is not the JSON list expected")
+        return [item for item in listed if isinstance(item, dict)]
+
+
+def connection_name(client_properties: object) -> str:
+    """The name a client gave its connection (pika's `connection_name` client property)."""
+    name = client_properties.get("connection_name") if isinstance(client_properties, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def count(value: object) -> int:

@@ -11,6 +11,7 @@ it names several nodes) is asked first; when it does not answer, rabbitmqctl (RA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import time
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
-from common.settings import DEFAULT_AMQP_URL, Env, SettingsError, redact_url
-from common.topology import PIPELINE_QUEUES
+from common.settings import DEFAULT_AMQP_URL, BrokerSettings, Env, SettingsError, redact_url
+from common.topology import PIPELINE_QUEUES, input_queues
 from tools.cli import RUN_FAILED, ArgumentParser, CliError, run_cli
 from tools.queue_stats import ManagementApi, QueueStats, Rabbitmqctl, Source, SourceError
 
@@ -42,6 +43,7 @@ class WatchSettings:
     management_url: str
     rabbitmqctl: list[str]
     queues: tuple[str, ...]
+    keyed: bool = False  # ORDERING=keyed: the stages' partitions, and who holds each
 
     @classmethod
     def from_env(cls, env: Env) -> WatchSettings:
@@ -60,13 +62,16 @@ class WatchSettings:
         if not rabbitmqctl:
             raise SettingsError("RABBITMQCTL", command, "a shell command")
         dead_letter_queue = env.queue_name("DEAD_LETTER_QUEUE", "dead_letter")
+        layout = BrokerSettings.from_env(env)  # ORDERING and PARTITIONS, as the pipeline has them
+        queues = [q for stage in PIPELINE_QUEUES for q in input_queues(stage, layout)]
         return cls(
             vhost=unquote(url.path[1:]) if len(url.path) > 1 else "/",
             user=unquote(url.username or "guest"),
             password=unquote(url.password or "guest"),
             management_url=management_url,
             rabbitmqctl=rabbitmqctl,
-            queues=(*PIPELINE_QUEUES, dead_letter_queue),
+            queues=(*queues, dead_letter_queue),
+            keyed=layout.ordering == "keyed",
         )
 
 
@@ -111,7 +116,13 @@ def main(argv: Sequence[str]) -> int:
         source, first, failures = open_source(settings)
         print(introduction(settings, source, failures, args.interval), flush=True)
         watch(
-            source, first, settings.queues, interval=args.interval, count=args.count, out=sys.stdout
+            source,
+            first,
+            settings.queues,
+            interval=args.interval,
+            count=args.count,
+            out=sys.stdout,
+            keyed=settings.keyed,
         )
     except KeyboardInterrupt:
         print()
@@ -127,7 +138,7 @@ def open_source(settings: WatchSettings) -> tuple[Source, Sample, list[str]]:
     failures = []
     for source in sources:
         try:
-            return source, source.sample(), failures
+            return source, take(source, keyed=settings.keyed), failures
         except SourceError as error:
             failures.append(f"{source.description}: {error}")
     raise CliError(
@@ -158,8 +169,24 @@ def introduction(
         "online: a quorum queue's members (replicas) that are up, of all; leader: the node that "
         "leads it"
     )
+    if settings.keyed:
+        lines.append(
+            "held by: the replica (its stage@REPLICA_ID) whose consumer is the partition's one "
+            "active consumer"
+        )
     lines.append("the broker refreshes these counts every few seconds (5 s by default)")
     return "\n".join(lines)
+
+
+def take(source: Source, *, keyed: bool) -> Sample:
+    """A sample of the queues; in keyed mode, with who holds each partition."""
+    sample = source.sample()
+    if not keyed:
+        return sample
+    holders = source.holders()
+    return {
+        name: dataclasses.replace(stats, holder=holders.get(name)) for name, stats in sample.items()
+    }
 
 
 def watch(
@@ -170,6 +197,7 @@ def watch(
     interval: float,
     count: int | None,
     out: TextIO,
+    keyed: bool = False,
 ) -> None:
     """Print `first`, then a new sample every `interval` seconds, `count` in all (or for ever).
 
@@ -202,7 +230,7 @@ def watch(
         time.sleep(max(0.0, next_at - time.monotonic()))
         taken_at = time.monotonic()
         try:
-            sample = source.sample()
+            sample = take(source, keyed=keyed)
         except SourceError:
             sample = None
 
@@ -218,9 +246,11 @@ def render(
     width = max(len(q) for q in queues) + 2
     has_rates = any(stats.in_rate is not None for stats in sample.values())
     replicated = any(stats.members is not None for stats in sample.values())
+    held = any(stats.holder is not None for stats in sample.values())
     rates = f"{'in/s':>9}{'out/s':>9}" if has_rates else f"{'change/s':>10}"
     header = f"{clock}  {'queue':<{width}}{'ready':>8}{'unacked':>9}{'consumers':>11}{rates}"
-    lines = [header + (f"{'online':>8}  leader" if replicated else "")]
+    header += f"{'online':>8}  {'leader':<24}" if replicated else ""
+    lines = [(header + ("  held by" if held else "")).rstrip()]
     for queue in queues:
         stats = sample.get(queue)
         if stats is None:
@@ -232,8 +262,10 @@ def render(
         else:
             row += f"{change_rate(queue, stats, recent, taken_at):>10}"
         if replicated:
-            row += f"{replicas(stats):>8}  {stats.leader or '-'}"
-        lines.append(row)
+            row += f"{replicas(stats):>8}  {stats.leader or '-':<24}"
+        if held:
+            row += f"  {stats.holder or '-'}"
+        lines.append(row.rstrip())
     return "\n".join(lines) + "\n"
 
 

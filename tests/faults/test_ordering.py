@@ -24,7 +24,7 @@ from harness.broker import Vhost
 from harness.docker_broker import DockerBroker, DockerUnavailable, docker_available
 from harness.pipeline import PipelineRun
 from harness.processes import Proc, wait_for
-from tools.partitions import holders_from_rabbitmqctl
+from tools.queue_stats import Rabbitmqctl
 from tools.report.ordering import KeyOrdering, key_ordering
 
 COUNT = 2000
@@ -68,7 +68,7 @@ def wait_for_holders(
     """Wait until every partition of service_b is held by one of `allowed(partition)`."""
     wait_for(
         lambda: all(
-            holders_from_rabbitmqctl(command, vhost.name).get(p) in allowed(p) for p in PARTITIONS
+            Rabbitmqctl(command, vhost.name).holders().get(p) in allowed(p) for p in PARTITIONS
         ),
         30,
         "the partitions to pass to the replicas left",
@@ -84,7 +84,7 @@ def test_keyed_mode_keeps_every_keys_order_through_a_replica_kill(start, vhost: 
     run = PipelineRun(start, vhost, COUNT, env={**KEYED, **LOAD})
     replicas = start_pipeline(run)
     run.wait_until_completed(0.25, timeout=90)
-    holders = holders_from_rabbitmqctl(["rabbitmqctl"], vhost.name)
+    holders = Rabbitmqctl(["rabbitmqctl"], vhost.name).holders()
     assert {holders.get(p) for p in PARTITIONS} <= {f"service_b@{r}" for r in REPLICAS}
     victim = replicas["b-1"]  # on 3.10, the first to subscribe holds every partition
     run.kill(victim)
@@ -153,7 +153,7 @@ def test_on_rabbitmq_4_partitions_spread_and_move_when_a_replica_goes(
     replicas = start_pipeline(run)
     run.wait_until_completed(0.1, timeout=90)
 
-    holders = holders_from_rabbitmqctl(command, vhost.name)
+    holders = Rabbitmqctl(command, vhost.name).holders()
     assert {p: holders.get(p) for p in PARTITIONS} == {
         p: f"service_b@{expected_holder(p, REPLICAS)}" for p in PARTITIONS
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.partitions import HoldersError, holders_from_management, holders_from_rabbitmqctl
+from tools.queue_stats import ManagementApi, Rabbitmqctl, SourceError
 
 CONNECTIONS = [
     {"name": "10.0.0.5:4001 -> 10.0.0.2:5672", "client_properties": {"connection_name": "b@r-1"}},
@@ -39,12 +39,9 @@ def test_the_management_api_names_each_partitions_holder() -> None:
         ],
         "/api/vhosts/%2F/connections": CONNECTIONS,
     }
-    assert holders_from_management(answers.__getitem__, "%2F") == {"b.0": "b@r-2", "b.1": "b@r-1"}
-
-
-def test_the_management_api_answering_nonsense() -> None:
-    with pytest.raises(HoldersError, match="not a list"):
-        holders_from_management(lambda _path: {"error": "x"}, "%2F")
+    api = ManagementApi("http://broker:15672", "u", "p", "/")
+    api._get_list = lambda path: answers[path]  # the answers, without a server
+    assert api.holders() == {"b.0": "b@r-2", "b.1": "b@r-1"}
 
 
 def fake_rabbitmqctl(tmp_path: Path, lists: dict[str, list]) -> list[str]:
@@ -82,7 +79,7 @@ def test_rabbitmqctls_lists_are_joined_on_process_ids(tmp_path: Path) -> None:
             ],
         },
     )
-    assert holders_from_rabbitmqctl(command, "/") == {"b.0": "?", "b.1": "b@r-1"}
+    assert Rabbitmqctl(command, "/").holders() == {"b.0": "?", "b.1": "b@r-1"}
 
 
 def test_a_failing_rabbitmqctl(tmp_path: Path) -> None:
@@ -91,5 +88,5 @@ def test_a_failing_rabbitmqctl(tmp_path: Path) -> None:
         "#!/bin/sh\necho 'Error: unable to perform an operation on node' >&2\nexit 69\n"
     )
     script.chmod(0o755)
-    with pytest.raises(HoldersError, match="exit code 69: Error: unable to perform"):
-        holders_from_rabbitmqctl([str(script)], "/")
+    with pytest.raises(SourceError, match="exit code 69: Error: unable to perform"):
+        Rabbitmqctl([str(script)], "/").holders()

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from common.settings import Env
 from harness.processes import ROOT
 from tools.queue_stats import QueueStats
-from tools.watch import render, watch
+from tools.watch import WatchSettings, render, take, watch
 
 CLOSED = "http://127.0.0.1:1"  # nothing listens on port 1: the API "is not enabled"
 URL = "amqp://alice:p%40ss@localhost:5672/my%2Fvhost"
@@ -327,3 +328,35 @@ def test_on_a_terminal_each_sample_replaces_the_last(terminal: bool) -> None:
     else:
         assert "\x1b[" not in text
     assert [row[0] for row in rows(text, "service_a")] == ["1", "2", "3"]
+
+
+class Partitioned(Counting):
+    """service_b's two partitions, each held by a replica."""
+
+    def sample(self) -> dict[str, QueueStats]:
+        return {f"service_b.{n}": QueueStats(n, 0, 3) for n in (0, 1)}
+
+    def holders(self) -> dict[str, str]:
+        return {"service_b.0": "service_b@r-2", "service_b.1": "service_b@r-1"}
+
+
+def test_in_keyed_mode_it_lists_the_partitions_and_who_holds_each() -> None:
+    settings = WatchSettings.from_env(Env({"ORDERING": "keyed", "PARTITIONS": "2"}))
+    assert settings.keyed
+    assert settings.queues[:3] == ("service_a.0", "service_a.1", "service_b.0")
+    assert settings.queues[-1] == "dead_letter"
+    out = io.StringIO()
+    source = Partitioned()
+    watch(
+        source,
+        take(source, keyed=True),
+        settings.queues,
+        interval=0.01,
+        count=1,
+        out=out,
+        keyed=True,
+    )
+    text = out.getvalue()
+    assert "held by" in text.splitlines()[1]
+    assert rows(text, "service_b.0")[0][-1] == "service_b@r-2"
+    assert rows(text, "service_b.1")[0][-1] == "service_b@r-1"
