@@ -23,24 +23,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import secrets
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from common.topology import PIPELINE_QUEUES
-from harness.processes import ROOT
+from harness.compose_demo import (
+    APPS,
+    RUN_TIMEOUT_S,
+    UP_TIMEOUT_S,
+    Compose,
+    DemoFailed,
+    check_outcome,
+    completed,
+    wait_for,
+)
 
 FILES = ("docker-compose.yml", "docker-compose.cluster.yml")
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 VICTIM = "rabbitmq-2"
-APPS = ("first", "service_a", "service_b", "service_c", "last")
-CONSUMERS = APPS[1:]
 # Replicas of each stage: the demo's 0.2-2 s of work per message and 10 workers give about
 # 9 messages/s per replica, so two or three of each make the run about half a minute long.
 SCALE = {"service_a": 2, "service_b": 3, "service_c": 2}
@@ -52,90 +56,10 @@ PORTS = {  # host ports, away from the machine's broker and Redis and from the o
     "RABBITMQ_3_MANAGEMENT_PORT": "15692",
     "STORE_PORT": "6390",
 }
-UP_TIMEOUT_S = 300  # building the image and three nodes' first start
-RUN_TIMEOUT_S = 300
-_RECORD = re.compile(r"^(?P<container>\S+)\s+\|\s(?P<json>\{.*\})\s*$")
-
-
-class DemoFailed(AssertionError):
-    """A check of the demo failed; the message says which and what was seen."""
 
 
 def say(line: str) -> None:
     print(f"cluster-demo: {line}", flush=True)
-
-
-@dataclass
-class Compose:
-    project: str
-    files: Sequence[str]
-    env: dict[str, str] = field(default_factory=dict)
-
-    def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> str:
-        command = ["docker", "compose", "-p", self.project]
-        for file in self.files:
-            command += ["-f", file]
-        result = subprocess.run(
-            [*command, *args],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise DemoFailed(f"docker compose {' '.join(args)} failed:\n{result.stderr[-2000:]}")
-        return result.stdout
-
-    def records(self, service: str) -> list[tuple[str, dict]]:
-        """(container, record) for each JSON log record of `service`'s containers so far."""
-        found = []
-        for line in self("logs", "--no-color", service).splitlines():
-            match = _RECORD.match(line)
-            if match:
-                try:
-                    record = json.loads(match["json"])
-                except ValueError:
-                    continue  # a line cut short
-                found.append((match["container"], record))
-        return found
-
-    def rabbitmqctl(self, node: str, *args: str) -> str:
-        return self("exec", "-T", node, "rabbitmqctl", *args, timeout=60)
-
-    def queues(self, node: str = NODES[0]) -> dict[str, dict]:
-        columns = ("name", "messages", "leader", "members", "online")
-        output = self.rabbitmqctl(node, "list_queues", *columns, "--formatter", "json")
-        return {queue["name"]: queue for queue in json.loads(output)}
-
-    def containers(self) -> list[dict]:
-        """`docker compose ps -a` as records (Name, Service, State, ExitCode, ...)."""
-        output = self("ps", "--all", "--format", "json")
-        text = output.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(1)
-
-
-def completed(compose: Compose) -> dict[str, list[str]]:
-    """seq -> the broker_message_ids `last` logged as completed for it."""
-    seen: dict[str, list[str]] = {}
-    for _, record in compose.records("last"):
-        if record.get("message") == "completed":
-            seen.setdefault(record["history"][0], []).append(record["broker_message_id"])
-    return seen
 
 
 def spread(queues: dict[str, dict]) -> str:
@@ -232,7 +156,7 @@ def run_demo(compose: Compose, messages: int) -> None:
     say(f"all {messages} completed {time.monotonic() - killed_at:.0f} s after the kill")
     say(f"apps connected per node now: {dict(connections(compose))}")
     say(f"warnings and errors the apps logged: {dict(complaints(compose)) or 'none'}")
-    check_outcome(compose, messages, seen)
+    say(check_outcome(compose, messages, seen))
 
     compose("start", VICTIM)
     wait_for(
@@ -241,45 +165,6 @@ def run_demo(compose: Compose, messages: int) -> None:
         f"{VICTIM} to rejoin and every queue to have its members online",
     )
     say(f"{VICTIM} rejoined: every queue has its 3 members online")
-
-
-def check_outcome(compose: Compose, messages: int, seen: dict[str, list[str]]) -> None:
-    expected = {f"seq-{n}" for n in range(1, messages + 1)}
-    if set(seen) != expected:
-        missing = sorted(expected - set(seen))[:10]
-        raise DemoFailed(f"completed {len(seen)} distinct messages, not {messages}: {missing}")
-    twice = {seq: ids for seq, ids in seen.items() if len(ids) > 1}
-    if twice:
-        raise DemoFailed(f"messages logged as completed twice: {dict(list(twice.items())[:5])}")
-    duplicates = sum(1 for _, r in compose.records("last") if r.get("message") == "duplicate")
-    states = {
-        c["Name"]: (c["Service"], c["State"], c.get("ExitCode")) for c in compose.containers()
-    }
-    for name, (service, state, code) in states.items():
-        if service == "first" and (state, code) != ("exited", 0):
-            raise DemoFailed(f"{name} is {state} with exit code {code}, not exited 0")
-        if service in CONSUMERS and state != "running":
-            raise DemoFailed(f"{name} is {state} (exit code {code}): an app died")
-    restarts = {
-        name: count
-        for name in states
-        if states[name][0] in APPS
-        and (count := int(subprocess.check_output(
-            ["docker", "inspect", "--format", "{{.RestartCount}}", name], text=True
-        )))
-    }  # fmt: skip
-    if restarts:
-        raise DemoFailed(f"app containers restarted: {restarts}")
-    queues = wait_for(
-        lambda: (q := compose.queues()) and all(x["messages"] == 0 for x in q.values()) and q,
-        60,
-        "every queue to be empty",
-    )
-    say(
-        f"checked: {messages} of {messages} completed once each ({duplicates} duplicate "
-        f"deliveries recognised), first exited 0, no app died or restarted, "
-        f"{len(queues)} queues empty (dead_letter included)"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -299,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     compose = Compose(args.project, [*FILES, *args.file], env)
     try:
         run_demo(compose, args.messages)
-    except DemoFailed as error:
+    except AssertionError as error:  # DemoFailed, or a wait that timed out
         say(f"FAILED: {error}")
         return 1
     finally:

@@ -1,0 +1,167 @@
+"""`python -m harness.keyed_demo` (`make keyed-demo`): the keyed-order demo, run and checked.
+
+Runs `ORDERING=keyed KEYS=20 docker compose up --build --scale service_b=3` for real, under a
+project name of its own and on host ports of its own, and checks what the README's "Keeping
+order" promises:
+
+1. the partitions of service_b spread over its three replicas (the broker makes the replica
+   with the highest rendezvous priority active on each; RabbitMQ 4.x honours that);
+2. once `last` has logged a fifth of the messages, the replica holding the most partitions is
+   killed (`docker kill`: SIGKILL), and its partitions pass to the others;
+3. every message completes once, no other app dies, every queue ends empty, and the report
+   (`python -m tools.report` on `last`'s records) counts 0 completions out of key order.
+
+It ends with exit code 0 only if every check passed; the containers and volumes are removed at
+the end unless `--keep`. Needs Docker and Compose v2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.compose_demo import (
+    BROKER,
+    RUN_TIMEOUT_S,
+    UP_TIMEOUT_S,
+    Compose,
+    DemoFailed,
+    check_outcome,
+    completed,
+    wait_for,
+)
+from harness.processes import ROOT
+from tools.queue_stats import Rabbitmqctl
+
+STAGE = "service_b"
+REPLICAS = 3
+KEYS = 20
+PARTITIONS = 6  # the default: even over 1, 2, 3 or 6 replicas
+KILL_AT = 0.2  # of the messages completed when the busiest replica is killed
+PORTS = {  # host ports, away from the machine's broker and Redis and from the other demos
+    "RABBITMQ_AMQP_PORT": "5693",
+    "RABBITMQ_MANAGEMENT_PORT": "15693",
+    "STORE_PORT": "6393",
+}
+
+
+def say(line: str) -> None:
+    print(f"keyed-demo: {line}", flush=True)
+
+
+def holders(compose: Compose) -> dict[str, str]:
+    """service_b's partition -> the container (its host name) whose consumer is active."""
+    rabbitmqctl = ["docker", "compose", "-p", compose.project]
+    for file in compose.files:
+        rabbitmqctl += ["-f", file]
+    rabbitmqctl += ["exec", "-T", BROKER, "rabbitmqctl"]
+    found = Rabbitmqctl(rabbitmqctl, "/").holders()
+    # A connection is named `<stage>@<REPLICA_ID>`, and REPLICA_ID is `<host name>/<pid>`.
+    return {
+        queue: name.partition("@")[2].partition("/")[0]
+        for queue, name in found.items()
+        if queue.startswith(f"{STAGE}.")
+    }
+
+
+def replicas(compose: Compose) -> dict[str, str]:
+    """service_b's containers by host name (a container's host name is its short id)."""
+    ids = compose("ps", "--quiet", STAGE).split()
+    return {
+        container_id[:12]: subprocess.check_output(
+            ["docker", "inspect", "--format", "{{.Name}}", container_id], text=True
+        ).strip("/\n")
+        for container_id in ids
+    }
+
+
+def run_demo(compose: Compose, messages: int, logdir: Path) -> None:
+    say(f"project {compose.project}: ORDERING=keyed KEYS={KEYS}, {messages} messages")
+    compose("down", "--volumes", "--remove-orphans", timeout=180)
+    started = time.monotonic()
+    compose("up", "--build", "--detach", "--scale", f"{STAGE}={REPLICAS}", timeout=UP_TIMEOUT_S)
+    say(f"up in {time.monotonic() - started:.0f} s")
+    names = replicas(compose)
+    held = wait_for(
+        lambda: len(h := holders(compose)) == PARTITIONS and h,
+        60,
+        f"every partition of {STAGE} to be held",
+    )
+    spread = Counter(names.get(host, host) for host in held.values())
+    say(f"partitions of {STAGE} per replica: {dict(spread)}")
+    if len(spread) < 2:
+        raise DemoFailed(f"every partition on one replica: {held}")
+
+    wait_for(
+        lambda: len(completed(compose)) >= messages * KILL_AT,
+        RUN_TIMEOUT_S,
+        f"{KILL_AT:.0%} of the messages to complete",
+    )
+    victim, count = spread.most_common(1)[0]
+    subprocess.run(["docker", "kill", victim], check=True, capture_output=True, timeout=60)
+    say(f"killed {victim}, which held {count} of {PARTITIONS} partitions")
+    moved = wait_for(
+        lambda: (h := holders(compose)) and victim not in {names.get(x) for x in h.values()} and h,
+        60,
+        f"{victim}'s partitions to pass to the others",
+    )
+    say(f"partitions per replica now: {dict(Counter(names.get(h, h) for h in moved.values()))}")
+
+    seen = wait_for(
+        lambda: len(s := completed(compose)) >= messages and s,
+        RUN_TIMEOUT_S,
+        f"all {messages} messages to complete",
+    )
+    summary = check_outcome(compose, messages, seen, killed={victim})
+    say(summary)
+    records = logdir / "last.log"
+    records.write_text(compose("logs", "--no-color", "last"))
+    report = subprocess.run(
+        [sys.executable, "-m", "tools.report", str(records)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    line = next((x for x in report.stdout.splitlines() if "out of key order" in x), "")
+    say(f"report: {line.strip() or report.stderr.strip()}")
+    if " 0 completions, in 0 of " not in line:
+        raise DemoFailed(f"per-key order broken: {line or report.stderr}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.keyed_demo", description=__doc__)
+    parser.add_argument("--messages", type=int, default=300, help="messages first publishes")
+    parser.add_argument("--project", default="rabbitholemq-keyed-demo", help="compose project")
+    parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    args = parser.parse_args(argv)
+    env = {
+        **PORTS,
+        "ORDERING": "keyed",
+        "KEYS": str(KEYS),
+        "PARTITIONS": str(PARTITIONS),
+        "NUMBER_OF_MESSAGES": str(args.messages),
+    }
+    compose = Compose(args.project, ["docker-compose.yml"], env)
+    logdir = ROOT / ".cache" / "keyed-demo"
+    logdir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_demo(compose, args.messages, logdir)
+    except AssertionError as error:  # DemoFailed, or a wait that timed out
+        say(f"FAILED: {error}")
+        return 1
+    finally:
+        if not args.keep:
+            compose("down", "--volumes", "--remove-orphans", timeout=180, check=False)
+    say("passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
