@@ -17,8 +17,9 @@ import pika
 from pika.channel import Channel
 
 from bench import wire
+from common.topology import STAGES
 
-QUEUE = wire.STAGES[0]
+QUEUE = STAGES[0]
 WINDOW = 1000
 PERSISTENT = pika.BasicProperties(
     content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent

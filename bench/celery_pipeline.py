@@ -20,6 +20,7 @@ from celery import Celery, chain
 from kombu import Exchange, Queue
 
 from bench import wire
+from common.topology import PIPELINE_QUEUES, SINK_QUEUE
 
 THREADS = 10
 PUBLISHER_THREADS = 8
@@ -37,9 +38,9 @@ app.conf.update(
             durable=True,
             queue_arguments={"x-queue-type": wire.queue_type()},
         )
-        for name in wire.QUEUES
+        for name in PIPELINE_QUEUES
     ],
-    task_routes={f"bench.{name}": {"queue": name, "routing_key": name} for name in wire.QUEUES},
+    task_routes={f"bench.{name}": {"queue": name, "routing_key": name} for name in PIPELINE_QUEUES},
     broker_transport_options={"confirm_publish": True},
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=wire.PREFETCH // THREADS,
@@ -65,7 +66,7 @@ def service_c(message: wire.Payload) -> wire.Payload:
     return wire.stamped(message, "service_c")
 
 
-@app.task(name=f"bench.{wire.SINK_QUEUE}")
+@app.task(name=f"bench.{SINK_QUEUE}")
 def last(message: wire.Payload) -> None:
     recorder.record(message)
 
@@ -87,4 +88,4 @@ def publish(messages: int, rate: float) -> None:
 
 
 if __name__ == "__main__":
-    wire.main(__doc__, stage=worker, sink=lambda: worker(wire.SINK_QUEUE), publish=publish)
+    wire.main(__doc__, stage=worker, sink=lambda: worker(SINK_QUEUE), publish=publish)

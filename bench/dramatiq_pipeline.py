@@ -22,6 +22,7 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from bench import wire
+from common.topology import SINK_QUEUE
 
 THREADS = 10
 PUBLISHER_THREADS = 8
@@ -56,7 +57,7 @@ def service_c(message: wire.Payload) -> wire.Payload:
     return wire.stamped(message, "service_c")
 
 
-@dramatiq.actor(queue_name=wire.SINK_QUEUE)
+@dramatiq.actor(queue_name=SINK_QUEUE)
 def last(message: wire.Payload) -> None:
     recorder.record(message)
 
@@ -79,4 +80,4 @@ def publish(messages: int, rate: float) -> None:
 
 
 if __name__ == "__main__":
-    wire.main(__doc__, stage=worker, sink=lambda: worker(wire.SINK_QUEUE), publish=publish)
+    wire.main(__doc__, stage=worker, sink=lambda: worker(SINK_QUEUE), publish=publish)

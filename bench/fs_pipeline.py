@@ -18,6 +18,7 @@ from faststream import FastStream
 from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
 
 from bench import wire
+from common.topology import SINK_QUEUE, STAGES
 
 WINDOW = 1000
 
@@ -52,7 +53,7 @@ def sink() -> None:
     broker = _broker()
     recorder = wire.Recorder()
 
-    @broker.subscriber(_queue(wire.SINK_QUEUE), channel=Channel(prefetch_count=wire.prefetch()))
+    @broker.subscriber(_queue(SINK_QUEUE), channel=Channel(prefetch_count=wire.prefetch()))
     async def handle(message: dict[str, Any]) -> None:
         recorder.record(message)
 
@@ -61,7 +62,7 @@ def sink() -> None:
 
 async def _publish(messages: int, rate: float) -> None:
     broker = _broker()
-    publisher = broker.publisher(_queue(wire.STAGES[0]), persist=True)
+    publisher = broker.publisher(_queue(STAGES[0]), persist=True)
     await broker.start()
     pacer = wire.Pacer(rate)
     window = asyncio.Semaphore(WINDOW)

@@ -17,6 +17,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from bench import wire
+from common.topology import SINK_QUEUE, STAGES
 
 PERSISTENT = pika.BasicProperties(
     content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent
@@ -48,7 +49,7 @@ def stage(queue: str) -> None:
 
 
 def sink() -> None:
-    channel = _channel(wire.SINK_QUEUE)
+    channel = _channel(SINK_QUEUE)
     channel.basic_qos(prefetch_count=wire.prefetch())
     recorder = wire.Recorder()
 
@@ -58,17 +59,17 @@ def sink() -> None:
         recorder.record(json.loads(body))
         ch.basic_ack(method.delivery_tag)
 
-    channel.basic_consume(wire.SINK_QUEUE, on_message)
+    channel.basic_consume(SINK_QUEUE, on_message)
     channel.start_consuming()
 
 
 def publish(messages: int, rate: float) -> None:
-    channel = _channel(wire.STAGES[0])
+    channel = _channel(STAGES[0])
     pacer = wire.Pacer(rate)
     for seq in range(1, messages + 1):
         pacer.wait(seq - 1)
         body = json.dumps(wire.new_message(seq)).encode()
-        channel.basic_publish("", wire.STAGES[0], body, PERSISTENT)
+        channel.basic_publish("", STAGES[0], body, PERSISTENT)
     channel.connection.close()
 
 

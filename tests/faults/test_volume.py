@@ -9,6 +9,7 @@ import pika
 import pytest
 
 from common.messages import InvalidMessage, Message
+from common.topology import STAGES
 from harness.pipeline import PipelineRun
 from harness.processes import wait_for
 
@@ -73,7 +74,7 @@ def test_a_thousand_malformed_bodies_among_good_ones(start, vhost) -> None:
     bad = malformed_bodies(1100)
     run = PipelineRun(start, vhost, 2000)
     run.start_last()
-    for queue in ["service_a", "service_b", "service_c"]:
+    for queue in STAGES:
         run.start_service(queue)
     run.wait_for_consumers()
     run.start_first()

@@ -9,6 +9,7 @@ import json
 import pika
 
 from common.messages import CONTENT_TYPE, Message
+from common.topology import STAGES
 from harness.broker import Vhost
 from harness.processes import Proc
 from tests.integration.test_bad_input import until
@@ -99,7 +100,7 @@ def test_histories_out_of_stage_order_are_dead_lettered(start, start_services, v
     procs = [last, *services.values()]
     until(lambda: all(p.messages("consuming") for p in procs), 30, "all consuming", *procs)
     finished = Message.first(9, 1.0)
-    for stage in ("service_a", "service_b", "service_c"):
+    for stage in STAGES:
         finished = finished.stamped(stage, 2.0)
     wrong = [
         ("service_c", Message.first(7, 1.0)),
