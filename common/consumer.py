@@ -14,7 +14,8 @@ their delivery tags mean nothing (or something else) on the new channel.
 Outcomes of the handler (or of the Future it returns: a handler that waits on something outside,
 such as `last` on its store, hands the wait to whoever resolves the Future, and the delivery is
 settled when it resolves, with no worker thread held):
-- returns a Message: publish it to the next queue, ack the input once confirmed;
+- returns a Message: publish it to the next queue, ack the input once confirmed (a publish the
+  broker refuses for now is sent again by `common.publisher`, the input still in hand);
 - returns None: ack (the message ends here);
 - raises InvalidMessage, or the message does not decode, or its history did not come through
   the stages before this queue in order (`common.topology.stages_before`): dead-letter with the
@@ -32,8 +33,10 @@ partitions pass to the next highest. (Quorum queues honour priorities for single
 consumers from RabbitMQ 3.13; 3.10 makes the first subscriber active for all of them.) Inside
 the process, deliveries of one key wait in a lane behind the one in work: two messages of a key
 are never worked on at once, and their outputs are published in the order they arrived, while
-different keys use every worker. A failure is retried in place rather than requeued (a requeued
-message would come back behind the rest of its key), up to DELIVERY_LIMIT attempts.
+different keys use every worker; the next message of a key starts once the one before it is
+settled. A failure is retried in place rather than requeued (a requeued message would come back
+behind the rest of its key), up to DELIVERY_LIMIT attempts. PREFETCH is shared among the
+partitions' consumers.
 
 A dead letter is the original body with the original's properties, plus why, where and when it
 failed in `x-error-*` headers. The original headers come along only while they are small
@@ -41,9 +44,13 @@ failed in `x-error-*` headers. The original headers come along only while they a
 would fail on every redelivery.
 
 On SIGTERM the consumer is cancelled and every message in hand is finished, as is every delivery
-the broker sent before it saw the cancel: handing any of them back would count as a delivery
-against the limit. The "stopped" line counts what was finished and what (at DRAIN_TIMEOUT) was
-left for the broker to redeliver.
+the broker sent before its Cancel-Ok: handing any of them back would count as a delivery against
+the limit. In keyed mode nothing is cancelled (the next replica would become active at once and
+take later messages of keys still in work here): what is in work is finished, what waits behind
+its key is held unstarted, and the process ends without closing its connection, so that the
+broker returns what it held to the head of each partition before the next replica takes over.
+The "stopped" line counts what was finished and what was handed back (held, or left at
+DRAIN_TIMEOUT).
 """
 
 from __future__ import annotations

@@ -144,12 +144,15 @@ class PipelineRun:
 
     def finish(self, scenario: str, timeout: float = 180, notes: str = "") -> Row:
         expected = len(self.expected_seqs())
-        wait_for(
-            lambda: self.distinct_completed() >= expected,
-            timeout,
-            f"all {expected} messages to complete ({self.distinct_completed()} so far)",
-            interval=1,
-        )
+        try:
+            wait_for(
+                lambda: self.distinct_completed() >= expected,
+                timeout,
+                f"all {expected} messages to complete",
+                interval=1,
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error} ({self.distinct_completed()} did)") from None
         for first in self.firsts:
             if first not in self.killed:
                 assert first.wait(60) == 0, first.tail()
