@@ -85,11 +85,13 @@ reliability: venv
 	$(BIN)/python -m tests.faults.reliability .cache/reliability.jsonl docs/reliability.md
 
 # The report on a run, from last's records (RESULTS_FILE, or saved `docker compose logs last`);
-# with PLOT=file.png, also the figure: `make report RESULTS=last.log PLOT=pipeline.png`.
+# with PLOT=file.png, also the figure: `make report RESULTS=last.log PLOT=pipeline.png`; more
+# flags in REPORT_ARGS (`--run ID`; `--store URL` with RESULTS= to read last's store instead).
 RESULTS ?= last.log
+REPORT_ARGS ?=
 PLOT ?=
 report: venv
-	$(BIN)/python -m tools.report $(RESULTS) $(if $(PLOT),--plot $(PLOT))
+	$(BIN)/python -m tools.report $(RESULTS) $(if $(PLOT),--plot $(PLOT)) $(REPORT_ARGS)
 
 # The depth and rates of the pipeline's queues every second, until Ctrl-C (AMQP_URL picks the
 # broker, user and vhost; see MANAGEMENT_URL and RABBITMQCTL in the README).
