@@ -8,6 +8,8 @@ could not be asked).
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -16,6 +18,8 @@ from common.settings import SettingsError
 
 USAGE_ERROR = 2
 RUN_FAILED = 1
+# What a shell reports for a process that SIGPIPE ended, as `head` leaves `cat` (128 + 13).
+READER_GONE = 128 + signal.SIGPIPE
 
 
 class CliError(Exception):
@@ -43,4 +47,9 @@ def run_cli(prog: str, main: Callable[[Sequence[str]], int]) -> NoReturn:
     except SettingsError as error:
         print(f"{prog}: {error}", file=sys.stderr)
         code = USAGE_ERROR
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): end quietly, as Unix tools do. Python would try
+        # to flush stdout again at exit and print a second error; point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = READER_GONE
     sys.exit(code)

@@ -315,6 +315,21 @@ def test_a_directory(tmp_path: Path) -> None:
     assert_one_line_error(run_report(tmp_path), 2, "cannot read it")
 
 
+def test_a_reader_that_stops_early(results_file: Path) -> None:
+    """`report | head -1`: the report ends quietly when its reader goes, with no traceback."""
+    report = subprocess.Popen(
+        [sys.executable, "-m", "tools.report", str(results_file)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert report.stdout is not None and report.stderr is not None
+    report.stdout.close()  # the reader is gone before the first line is written
+    stderr = report.stderr.read().decode()
+    assert report.wait(60) == 141
+    assert stderr == ""
+
+
 def test_no_file_given() -> None:
     assert_one_line_error(run_report(), 2, "give either FILE or --store URL")
 
