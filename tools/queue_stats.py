@@ -27,6 +27,7 @@ RABBITMQCTL_COLUMNS = (  # of list_queues
     "messages_ready",
     "messages_unacknowledged",
     "consumers",
+    "type",
     "leader",
     "members",
     "online",
@@ -224,9 +225,10 @@ def count(value: object) -> int:
 
 def replicas(queue: dict) -> dict[str, str | int | None]:
     """`leader`, `members` and `online` of a quorum queue, in either source's fields (node
-    names, lists of node names); all None for a classic queue, whose fields are empty."""
+    names, lists of node names); all None for any other type. (RabbitMQ 3.10 leaves a classic
+    queue's fields empty; 4.0 names its node as leader and only member, with none online.)"""
     members, online = queue.get("members"), queue.get("online")
-    if not isinstance(members, list) or not members:
+    if queue.get("type") != "quorum" or not isinstance(members, list) or not members:
         return {"leader": None, "members": None, "online": None}
     leader = queue.get("leader")
     return {
