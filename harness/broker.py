@@ -33,9 +33,15 @@ def with_vhost(url: str, vhost: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
 
 
+def rabbitmqctl_command() -> list[str]:
+    """rabbitmqctl, or $RABBITMQCTL (e.g. `docker compose exec -T rabbitmq rabbitmqctl`, or
+    the throwaway broker's `docker exec`), as an argument list."""
+    return shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
+
+
 def rabbitmqctl(*args: str, timeout: float = CTL_TIMEOUT_S) -> str:
-    """Run rabbitmqctl (or $RABBITMQCTL, e.g. `docker compose exec -T rabbitmq rabbitmqctl`)."""
-    command = [*shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl")), *args]
+    """Run `rabbitmqctl_command()` with these arguments; its output."""
+    command = [*rabbitmqctl_command(), *args]
     return subprocess.run(
         command, check=True, capture_output=True, text=True, timeout=timeout
     ).stdout
@@ -136,5 +142,14 @@ def refusal(url: str) -> str | None:
     try:
         connect(url, timeout=5).close()
     except (pika.exceptions.AMQPError, OSError) as error:
-        return type(error).__name__
+        return str(root_cause(error)) or type(error).__name__
     return None
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The socket's or the broker's error inside pika's wrappers (in `args`, or `exception`)."""
+    while True:
+        inner = error.args[0] if error.args else getattr(error, "exception", None)
+        if not isinstance(inner, BaseException):
+            return error
+        error = inner

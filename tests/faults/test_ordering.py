@@ -20,7 +20,7 @@ import pytest
 
 from common.settings import BrokerSettings, Env
 from common.topology import consumer_priority, input_queues
-from harness.broker import Vhost
+from harness.broker import Vhost, rabbitmqctl_command
 from harness.docker_broker import DockerBroker, DockerUnavailable, docker_available
 from harness.pipeline import PipelineRun
 from harness.processes import Proc, wait_for
@@ -84,11 +84,13 @@ def test_keyed_mode_keeps_every_keys_order_through_a_replica_kill(start, vhost: 
     run = PipelineRun(start, vhost, COUNT, env={**KEYED, **LOAD})
     replicas = start_pipeline(run)
     run.wait_until_completed(0.25, timeout=90)
-    holders = Rabbitmqctl(["rabbitmqctl"], vhost.name).holders()
+    holders = Rabbitmqctl(rabbitmqctl_command(), vhost.name).holders()
     assert {holders.get(p) for p in PARTITIONS} <= {f"service_b@{r}" for r in REPLICAS}
     victim = replicas["b-1"]  # on 3.10, the first to subscribe holds every partition
     run.kill(victim)
-    wait_for_holders(["rabbitmqctl"], vhost, lambda _partition: ("service_b@b-2", "service_b@b-3"))
+    wait_for_holders(
+        rabbitmqctl_command(), vhost, lambda _partition: ("service_b@b-2", "service_b@b-3")
+    )
     row = run.finish(
         "keyed: 20 keys, a replica of service_b SIGKILLed mid-run",
         timeout=180,
