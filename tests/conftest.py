@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,8 +34,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(kind)
 
 
+def say(config: pytest.Config, line: str) -> None:
+    """One line on the terminal, whatever pytest captures (a fixture's print shows only when a
+    test fails)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print(line, file=sys.stderr)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
-def base_url() -> Iterator[str]:
+def base_url(pytestconfig: pytest.Config) -> Iterator[str]:
     """The broker the integration tests use: AMQP_URL's, or else a throwaway one in Docker;
     without either, stop with one line saying what to do."""
     url = broker_url()
@@ -51,9 +64,10 @@ def base_url() -> Iterator[str]:
             returncode=3,
         )
     broker = DockerBroker()
-    print(
+    say(
+        pytestconfig,
         f"\nno broker at {redact_url(url)} ({problem}): running a throwaway {broker.image} in "
-        f"Docker ({broker.name}) for these tests; it is removed at the end"
+        f"Docker ({broker.name}) for these tests; it is removed at the end",
     )
     try:
         broker.start()
