@@ -29,16 +29,10 @@ from harness.pipeline import PipelineRun
 from harness.private_broker import BrokerUnavailable, PrivateBroker, reap_orphans
 from harness.private_cluster import ClusterVhost, PrivateCluster
 from harness.processes import Proc, wait_for
+from tests.faults.test_broker_faults import COUNT, PIPELINE_ENV, PUBLISH_RATE
 from tests.unit.test_watch import CLOSED, rows, run_watch
 
-COUNT = 2000
 REPLICAS = 2
-PIPELINE_ENV = {
-    "CONNECT_TIMEOUT": 60,  # far longer than any outage here: nobody may give up
-    "RANDOM_WAIT_MIN": 0.001,
-    "RANDOM_WAIT_MAX": 0.01,
-}
-PUBLISH_RATE = 150  # messages/s: `first` publishes for about 13 s, so it is mid-run at a fault
 ROLLING_PUBLISH_RATE = 50  # about 40 s of publishing: the three restarts all land mid-run
 NO_MAJORITY_FOR = 10.0  # seconds two of the three nodes stay down
 MOVE_WITHIN = 10.0  # CONNECT_TIMEOUT of the node-loss scenario: move on within this or fail
