@@ -39,12 +39,13 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
 from common import frames
+from common.retry import LONGEST_DELAY, describe, retry_delay
 from common.settings import BrokerSettings, redact_url
 from common.topology import queue_arguments
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_DELAY = 5.0  # seconds: the longest wait between attempts, and "soon after set-up"
+MAX_RETRY_DELAY = LONGEST_DELAY  # seconds: "soon after set-up" is the longest wait
 PRECONDITION_FAILED = 406
 REFUSED = (403, 405)  # ACCESS_REFUSED, RESOURCE_LOCKED: trying again will not help
 LOGIN_REFUSALS = (403, 530)  # ACCESS_REFUSED (user, password), NOT_ALLOWED (virtual host)
@@ -70,18 +71,6 @@ class ChannelUser(Protocol):
 
     def waiting_for_work(self) -> bool:
         """Nothing in hand: the user only waits for the broker to send it something."""
-
-
-def retry_delay(attempt: int) -> float:
-    """0.5 s, 1 s, 2 s, 4 s, then 5 s for every further attempt."""
-    return min(0.5 * 2 ** (attempt - 1), MAX_RETRY_DELAY)
-
-
-def describe(error: BaseException | str) -> str:
-    if isinstance(error, str):
-        return error
-    text = str(error) or repr(error)
-    return f"{type(error).__name__}: {text}"
 
 
 def broker_refusal(error: BaseException | str) -> tuple[int, str] | None:

@@ -72,10 +72,11 @@ import pika.exceptions
 from pika.channel import Channel
 from pika.spec import Basic
 
-from common.connection import ReconnectingConnection, describe, retry_delay
+from common.connection import ReconnectingConnection
 from common.frames import undecodable_reason
 from common.messages import InvalidMessage, Message
 from common.publisher import ConfirmedPublisher
+from common.retry import describe, retry_delay
 from common.settings import BrokerSettings, Env, SettingsError
 from common.topology import consumer_priority, input_queues, route, stages_before
 

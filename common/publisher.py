@@ -31,7 +31,7 @@ import pika
 from pika.channel import Channel
 from pika.spec import Basic
 
-from common.connection import retry_delay
+from common.retry import retry_delay
 
 log = logging.getLogger(__name__)
 

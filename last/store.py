@@ -38,7 +38,7 @@ from redis.backoff import NoBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
 
-from common.connection import describe
+from common.retry import describe
 from common.settings import Env, SettingsError, redact_url
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from common.connection import retry_delay
+from common.retry import retry_delay
 from common.topology import STAGES
 from harness.pipeline import PipelineRun
 from harness.private_broker import BrokerUnavailable, DefaultVhost, PrivateBroker, reap_orphans

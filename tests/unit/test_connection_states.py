@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pika.exceptions
 import pytest
 
-from common.connection import MAX_RETRY_DELAY, ReconnectingConnection, retry_delay
+from common.connection import MAX_RETRY_DELAY, ReconnectingConnection
+from common.retry import retry_delay
 from common.settings import BrokerSettings, Env
 from tests.unit.fakes import FakeChannel, FakeClock, FakeConnection, FakeIOLoop
 

@@ -7,8 +7,8 @@ import logging
 
 import pika
 
-from common.connection import retry_delay
 from common.publisher import REFUSAL_ROUNDS, ConfirmedPublisher
+from common.retry import retry_delay
 from tests.unit.fakes import FakeChannel, FakeClock, FakeConnection, FakeIOLoop
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pika
 import pika.exceptions
 
-from common.connection import describe
+from common.retry import describe
 from common.settings import redact_url
 from tools.cli import RUN_FAILED, CliError
 
