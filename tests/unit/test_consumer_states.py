@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
@@ -18,13 +17,12 @@ import pytest
 from pika import frame, spec
 
 from common.connection import ReconnectingConnection
-from common.consumer import (
-    MAX_CARRIED_HEADERS,
-    MAX_REASON,
-    Consumer,
-    ConsumerSettings,
-    _cancel_keeping_deliveries_in_flight,
-)
+from common.consumer import Consumer, ConsumerSettings
+from common.consumer.dead_letters import MAX_CARRIED_HEADERS, MAX_REASON
+from common.consumer.drain import cancel_keeping_deliveries_in_flight
+from common.consumer.events import DeadLettered, Event, HandlerFinished, Settled
+from common.consumer.outcomes import Delivery
+from common.consumer.workers import HandBack, Process, WorkerPool
 from common.messages import InvalidMessage, Message
 from common.settings import BrokerSettings, Env
 from common.topology import route
@@ -32,6 +30,39 @@ from tests.unit.fakes import FakeChannel, FakeClock, FakeConnection, FakeIOLoop
 from tests.unit.test_frames import HOSTILE, properties_with
 
 BROKER = BrokerSettings.from_env(Env({"CONNECT_TIMEOUT": "30"}))
+
+
+class ManualPool(WorkerPool):
+    """The worker pool with no threads: what is submitted waits in `submitted` until the test
+    runs the workers' step on it (`work`)."""
+
+    def __init__(self, size: int, process: Process, hand_back: HandBack) -> None:
+        super().__init__(size, process, hand_back)
+        self.submitted: list[Delivery] = []
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, delivery: Delivery) -> None:
+        self.submitted.append(delivery)
+
+    def work(self, count: int | None = None) -> None:
+        taken = self.submitted[:count]
+        del self.submitted[: len(taken)]
+        for delivery in taken:
+            self.work_on(delivery)
+
+
+class CountingConnection(ReconnectingConnection):
+    """The real connection, counting what its user reports as progress."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress_noted = 0
+
+    def note_progress(self) -> None:
+        self.progress_noted += 1
+        super().note_progress()
 
 
 class Rig:
@@ -48,18 +79,28 @@ class Rig:
         self.loop = FakeIOLoop(self.clock)
         settings = ConsumerSettings(queue_name, workers=1, prefetch=100, drain_timeout=20.0)
         connect = partial(
-            ReconnectingConnection,
+            CountingConnection,
             ioloop=self.loop,
             connection_class=FakeConnection,
             clock=self.clock,
         )
-        self.consumer = Consumer(broker, settings, handler, "service_c", connect=connect)
+        self.pools: list[ManualPool] = []
+
+        def pool(*args: object) -> ManualPool:
+            self.pools.append(ManualPool(*args))
+            return self.pools[-1]
+
+        self.consumer = Consumer(broker, settings, handler, "service_c", connect=connect, pool=pool)
         self.consumer.connection.run()
         FakeConnection.made[-1].open()
 
     @property
     def channel(self) -> FakeChannel:
         return FakeConnection.made[-1].channel_
+
+    @property
+    def pool(self) -> ManualPool:
+        return self.pools[-1]
 
     def deliver(self, message: Message | None = None, **kwargs: object) -> int:
         message = message or Message.first(1, 1.0).stamped("service_a", 2.0)
@@ -69,15 +110,7 @@ class Rig:
     def work(self, count: int | None = None) -> None:
         """Run the workers' step on what they have been given (all, or `count`), then the I/O
         loop's callbacks that are due."""
-        done = 0
-        while count is None or done < count:
-            try:
-                delivery = self.consumer._work.get_nowait()
-            except queue.Empty:
-                break
-            if delivery is not None:
-                self.consumer._work_on(delivery)
-            done += 1
+        self.pool.work(count)
         self.loop.run(until=self.clock.now)
 
     def confirm_all(self) -> None:
@@ -156,7 +189,7 @@ def test_a_confirm_arriving_for_a_lost_channel_acks_nothing(rig: Rig) -> None:
     FakeConnection.made[-1].lose()
     rig.loop.run(until=rig.clock.now)
     FakeConnection.made[-1].open()
-    old._on_confirm(frame.Method(1, spec.Basic.Ack(delivery_tag=1)))  # late, stale
+    old.confirm(1)  # late, stale
     rig.loop.run(until=rig.clock.now)
     assert rig.channel.acks == []
 
@@ -167,16 +200,16 @@ def test_a_delivery_on_a_channel_given_up_is_ignored(rig: Rig) -> None:
     FakeConnection.made[-1].lose()
     old.state = "open"  # as if its last frame was still being read
     old.deliver(b'["seq-1"]')
-    assert rig.consumer._work.empty()
+    assert rig.pool.submitted == []
 
 
 def test_settling_counts_as_progress(rig: Rig) -> None:
     connection = rig.consumer.connection
-    assert not connection._progressed
+    assert connection.progress_noted == 0
     rig.deliver()
     rig.work()
     rig.confirm_all()
-    assert connection._progressed
+    assert connection.progress_noted == 1
 
 
 def test_waiting_for_work_means_nothing_in_hand(rig: Rig) -> None:
@@ -258,7 +291,7 @@ def test_cancel_keeps_deliveries_in_flight_on_pikas_real_channel() -> None:
         "q", lambda _ch, method, _props, _body: seen.append(method.delivery_tag)
     )
     cancelled: list[bool] = []
-    _cancel_keeping_deliveries_in_flight(channel, tag, lambda: cancelled.append(True))
+    cancel_keeping_deliveries_in_flight(channel, tag, lambda: cancelled.append(True))
     header = frame.Header(1, 2, pika.BasicProperties())
     channel._on_deliver(frame.Method(1, spec.Basic.Deliver(tag, 7, False, "", "q")), header, b"[]")
     assert seen == [7]
@@ -319,11 +352,11 @@ def test_the_dead_letter_copy_carries_small_headers(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("letter", ["x", "語"])
-def test_a_long_reason_is_cut_in_bytes(rig: Rig, letter: str) -> None:
+def test_a_long_reason_is_cut_in_bytes(letter: str) -> None:
     def fail(_message: Message) -> Message:
         raise InvalidMessage(letter * 10_000)
 
-    rig.consumer._handler = fail
+    rig = Rig(fail, "service_b")
     body, properties = Message.first(1, 1.0).stamped("service_a", 2.0).encode()
     properties.headers["pad"] = "p" * 1900  # carried over: under MAX_CARRIED_HEADERS
     rig.deliver(body=body, properties=properties)
@@ -405,12 +438,8 @@ def test_one_key_at_a_time_in_arrival_order_other_keys_in_parallel() -> None:
     queue_of = {key: route("service_b", key, KEYED) for key in ("k", "j")}
     for seq, key in ((1, "k"), (2, "k"), (3, "j"), (4, "k")):
         rig.channel.deliver(*keyed(seq, key).encode(), queue=queue_of[key])
-    waiting = [rig.consumer._work.get_nowait().tag for _ in range(rig.consumer._work.qsize())]
-    assert waiting == [1, 3]  # seq-2 and seq-4 wait behind seq-1, seq-3 runs beside it
-    for tag in waiting:
-        rig.consumer._work_on(rig.consumer._state.unsettled[tag])
-    rig.loop.run(until=rig.clock.now)
-    rig.work()
+    assert [d.tag for d in rig.pool.submitted] == [1, 3]  # seq-2 and seq-4 wait behind seq-1,
+    rig.work()  # seq-3 runs beside it
     assert len(outputs(rig)) == 2  # seq-2 waits until seq-1's output is confirmed
     for expected in (3, 4):
         rig.confirm_all()
@@ -567,3 +596,57 @@ def test_a_handler_answering_nonsense_fails_the_message_not_the_worker() -> None
     tag = rig.deliver()
     rig.work()
     assert rig.channel.nacks == [tag]  # tried again, like any failure; the worker lives on
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def told(seen: list[Event]) -> list[tuple[str, int | None]]:
+    return [(type(e).__name__, getattr(getattr(e, "delivery", None), "tag", None)) for e in seen]
+
+
+def test_what_becomes_of_each_message_is_told_to_observers(rig: Rig) -> None:
+    seen: list[Event] = []
+    rig.consumer.events.subscribe(seen.append)
+    rig.deliver()
+    rig.deliver(body=b"not json", properties=pika.BasicProperties(message_id="m"))
+    rig.work()
+    rig.confirm_all()
+    assert told(seen) == [
+        ("Received", 1),
+        ("Received", 2),
+        ("HandlerFinished", 1),
+        ("Published", 1),
+        ("HandlerFinished", 2),
+        ("Confirmed", 1),
+        ("Settled", 1),
+        ("DeadLettered", 2),
+        ("Settled", 2),
+    ]
+    finished = [e for e in seen if isinstance(e, HandlerFinished)]
+    assert [type(e.outcome).__name__ for e in finished] == ["Forward", "DeadLetter"]
+    assert all(e.seconds >= 0 for e in finished)
+    assert [e.acked for e in seen if isinstance(e, Settled)] == [True, True]
+    [dead] = [e for e in seen if isinstance(e, DeadLettered)]
+    assert dead.reason.startswith("body is not JSON")
+
+
+def test_a_requeue_and_a_reconnect_are_told_too() -> None:
+    def fail(_message: Message) -> Message:
+        raise RuntimeError("down")
+
+    seen: list[Event] = []
+    rig = Rig(fail, "service_b")
+    rig.consumer.events.subscribe(seen.append)
+    rig.deliver()
+    rig.work()
+    FakeConnection.made[-1].lose()
+    rig.loop.run(until=rig.clock.now)
+    FakeConnection.made[-1].open()
+    assert told(seen) == [
+        ("Received", 1),
+        ("HandlerFinished", 1),
+        ("Settled", 1),
+        ("Reconnected", None),
+    ]
+    assert [e.acked for e in seen if isinstance(e, Settled)] == [False]

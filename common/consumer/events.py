@@ -1,0 +1,88 @@
+"""What a consumer does with each message, told to whoever subscribes: one seam for counting,
+logging progress, metrics and traces, outside the coordinator's body.
+
+Every event is emitted on the I/O thread, in the order things happened, so an observer needs no
+lock of its own; it must be quick (it runs between frames) and must not raise. Events about one
+message carry its `Delivery` (its properties hold the headers a tracer reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.consumer.outcomes import Delivery, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """The broker sent a delivery; it is ours until settled."""
+
+    delivery: Delivery
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerFinished:
+    """The processing of a delivery ended with `outcome` after `seconds` (a Future's wait
+    included)."""
+
+    delivery: Delivery
+    outcome: Outcome
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The output of a delivery went to `routing_key`; its confirm is awaited."""
+
+    delivery: Delivery
+    routing_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """The broker has the output of a delivery safely."""
+
+    delivery: Delivery
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    """The dead-letter copy of a delivery is confirmed."""
+
+    delivery: Delivery
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A delivery is acked (`acked`) or handed back to its queue for another try."""
+
+    delivery: Delivery
+    acked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """A new channel is consuming after the last one was lost."""
+
+
+Event = Received | HandlerFinished | Published | Confirmed | DeadLettered | Settled | Reconnected
+Observer = Callable[[Event], None]
+
+
+class Events:
+    """The observers of one consumer, each told every event in turn."""
+
+    def __init__(self, observers: tuple[Observer, ...] = ()) -> None:
+        self._observers = list(observers)
+
+    def subscribe(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def unsubscribe(self, observer: Observer) -> None:
+        self._observers.remove(observer)
+
+    def emit(self, event: Event) -> None:
+        for observer in self._observers:
+            observer(event)

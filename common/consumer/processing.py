@@ -1,0 +1,85 @@
+"""A worker's job: decode and check one delivery, run the handler, name the outcome.
+
+Outcomes of the handler (or of the Future it returns: a handler that waits on something outside,
+such as `last` on its store, hands the wait to whoever resolves the Future, and the delivery is
+settled when it resolves, with no worker thread held):
+- returns a Message: the output, encoded and routed here, for the I/O thread to publish;
+- returns None: the message ends here;
+- raises InvalidMessage, or the message does not decode, or its history did not come through
+  the stages before this queue in order (`common.topology.stages_before`): dead-letter it;
+- raises anything else: a failure that may pass on another try (the ordering policy decides).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from common.consumer.outcomes import (
+    DeadLetter,
+    Delivery,
+    Done,
+    Failed,
+    Forward,
+    Handler,
+    Outcome,
+    Result,
+)
+from common.frames import undecodable_reason
+from common.messages import InvalidMessage, Message
+from common.retry import describe
+from common.settings import BrokerSettings
+from common.topology import route, stages_before
+
+
+class Processor:
+    """Turns a delivery of `queue` into its outcome with `handler`; outputs go to `next_queue`
+    (None: the handler is the sink, and its result must be None). Safe on any thread."""
+
+    def __init__(
+        self, handler: Handler, broker: BrokerSettings, queue: str, next_queue: str | None
+    ) -> None:
+        self._handler = handler
+        self._broker = broker
+        self._queue = queue
+        self._next_queue = next_queue or ""
+        self._stages_before = stages_before(queue)
+
+    def process(self, delivery: Delivery) -> Outcome | Future[Outcome]:
+        unreadable = undecodable_reason(delivery.properties.headers)
+        if unreadable is not None:
+            return DeadLetter(unreadable)
+        try:
+            message = Message.decode(
+                delivery.body, delivery.properties, self._broker.max_body_bytes
+            )
+            if self._stages_before is not None:
+                message.require_stages(self._stages_before, self._queue)
+            output = self._handler(message)
+            if not isinstance(output, Future):
+                return self._outcome(output)
+        except Exception as error:
+            return _failure(error)
+        outcome: Future[Outcome] = Future()
+        output.add_done_callback(lambda done: outcome.set_result(self._settled(done)))
+        return outcome
+
+    def _settled(self, done: Future[Result]) -> Outcome:
+        if done.cancelled():
+            return Failed("the handler's answer was cancelled")
+        try:
+            return self._outcome(done.result())
+        except Exception as error:
+            return _failure(error)
+
+    def _outcome(self, output: Result) -> Outcome:
+        if output is None:
+            return Done()
+        routing_key = route(self._next_queue, output.partition_key, self._broker)
+        return Forward(routing_key, *output.encode())
+
+
+def _failure(error: BaseException) -> Outcome:
+    """A bad message is dead-lettered at once; anything else may work on another try."""
+    if isinstance(error, InvalidMessage):
+        return DeadLetter(str(error))
+    return Failed(describe(error))
