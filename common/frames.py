@@ -12,6 +12,10 @@ go down with it.
 decoded again without the headers table (AMQP gives it a length, so it can be skipped whole), and
 `headers` is set to `{UNDECODABLE: why}`. The consumer dead-letters such a message with that
 reason, and the messages around it go on.
+
+It changes pika for the whole process, so nothing installs it on import: `common.main.run()`
+does, once, as each process starts. Code that consumes in a process of its own making (a test,
+a tool) calls `install()` itself before it connects.
 """
 
 from __future__ import annotations

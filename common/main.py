@@ -1,7 +1,14 @@
-"""The entry point every process shares: settings, logging, signals and exit codes.
+"""The entry point every process shares: settings, logging, signals and exit codes, and the
+process-wide set-up the libraries leave to it.
+
+Importing the runtime changes nothing outside it: whatever is global to a process is done here,
+when it starts. `run()` makes pika's header decoding tolerant (`common.frames.install`: a hostile
+header must cost one dead letter, not the connection), and `serve()` sets the thread switch
+interval and the signal handlers.
 
 Exit codes: 0 done, 1 the run failed (broker unusable, messages not confirmed), 2 a bad setting.
-Every failure a user can cause ends in one line, not a traceback.
+Every failure a user can cause ends in one line, not a traceback. The libraries' lines speak of
+their own settings; what only a deployment knows (the compose service to start) is added here.
 
 The broker I/O runs on its own thread while the main thread only waits, so a signal handler
 (which Python always runs on the main thread) never interrupts pika half-way through a call.
@@ -19,13 +26,16 @@ import threading
 from collections.abc import Callable
 from typing import NoReturn, Protocol
 
-from common.connection import BrokerError
+from common import frames
+from common.connection import BrokerError, BrokerUnreachable
 from common.logs import setup_logging
 from common.settings import Env, LogSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL = 0.001  # seconds
+# The broker most often does not answer because it was not started: the compose file's service.
+UNREACHABLE_HINT = "with Docker Compose: `docker compose up -d rabbitmq`"
 
 
 class Stoppable(Protocol):
@@ -70,6 +80,7 @@ def serve(runner: Stoppable) -> None:
 
 def run(main: Callable[[Env], int]) -> NoReturn:
     """Call `main(env)` and exit with its code, turning expected failures into one line."""
+    frames.install()  # before any frame is decoded
     env = Env()
     try:
         setup_logging(LogSettings.from_env(env))
@@ -77,6 +88,9 @@ def run(main: Callable[[Env], int]) -> NoReturn:
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         code = 2
+    except BrokerUnreachable as error:
+        log.error(f"{error} ({UNREACHABLE_HINT})")
+        code = 1
     except BrokerError as error:
         log.error(str(error))
         code = 1

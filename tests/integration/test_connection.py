@@ -14,6 +14,7 @@ import pytest
 
 from common.connection import BrokerError, ReconnectingConnection
 from common.logs import setup_logging
+from common.main import UNREACHABLE_HINT
 from common.messages import Message
 from common.settings import BrokerSettings, Env, LogSettings
 from harness.broker import rabbitmqctl
@@ -63,6 +64,21 @@ def test_a_bug_in_a_callback_backs_off_then_gives_up(vhost, product_logging) -> 
     assert 2 <= user.ready <= 5  # backed off: 0.5 s, 1 s, 2 s ... not hundreds of reconnects
     records = product_logging.records
     assert any(r.exc_info and "a bug in a callback" in r.getMessage() for r in records)
+
+
+def test_an_unreachable_broker_ends_in_one_line_with_the_deployment_hint(start) -> None:
+    """The connection says what it knows (AMQP_URL, CONNECT_TIMEOUT); the entry point adds the
+    compose service to start."""
+    last = start("last", AMQP_URL="amqp://guest:secret@127.0.0.1:1/%2F", CONNECT_TIMEOUT=1)
+    assert last.wait(30) == 1, last.tail()
+    [error] = last.errors()
+    assert error["message"].startswith("cannot reach the broker at amqp://guest:***@127.0.0.1:1")
+    assert error["message"].endswith(
+        "start it or fix AMQP_URL, or raise CONNECT_TIMEOUT (with Docker Compose: "
+        "`docker compose up -d rabbitmq`)"
+    )
+    assert UNREACHABLE_HINT in error["message"]
+    assert last.stderr() == ""
 
 
 def test_sigterm_during_the_handshake_exits_cleanly(start) -> None:

@@ -51,11 +51,15 @@ def test_the_window_bounds_what_awaits_a_confirm() -> None:
     assert first.confirmed == 10
 
 
-def test_confirms_count_as_progress() -> None:
-    first, _ = flood(NUMBER_OF_MESSAGES="3")
-    assert not first.connection._progressed
-    FakeConnection.made[-1].channel_.confirm(1)
-    assert first.connection._progressed
+@pytest.mark.parametrize(("confirmed", "connections_at_once"), [(0, 1), (1, 2)])
+def test_confirms_count_as_progress(confirmed: int, connections_at_once: int) -> None:
+    """A connection lost right after set-up backs off before the next try, unless a confirm
+    came on it: then the broker was usable, and the next connection is made at once."""
+    flood(NUMBER_OF_MESSAGES="3")
+    if confirmed:
+        FakeConnection.made[-1].channel_.confirm(confirmed)
+    FakeConnection.made[-1].lose()
+    assert len(FakeConnection.made) == connections_at_once
 
 
 def test_a_reconnect_publishes_the_unconfirmed_again_with_their_ids() -> None:

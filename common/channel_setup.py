@@ -1,0 +1,57 @@
+"""A new channel made ready for its user (`ChannelUser`): every queue declared, then prefetch set.
+
+The queues are declared one after the other (idempotently, with the arguments
+`common.topology` gives them), and prefetch (0: none) with basic.qos; only then is the channel
+handed on. A channel closed meanwhile is dropped: its close callbacks take over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from pika.channel import Channel
+
+from common.settings import BrokerSettings
+from common.topology import queue_arguments
+
+
+class ChannelUser(Protocol):
+    """What a connection serves: something that uses a ready channel until it is lost."""
+
+    def on_channel_ready(self, channel: Channel) -> None:
+        """The channel is open, its queues are declared and prefetch is set."""
+
+    def on_channel_lost(self) -> None:
+        """The channel is gone; anything tied to it (delivery tags, confirms) is void."""
+
+    def waiting_for_work(self) -> bool:
+        """Nothing in hand: the user only waits for the broker to send it something."""
+
+
+def set_up(
+    channel: Channel,
+    queues: Sequence[str],
+    settings: BrokerSettings,
+    prefetch: int,
+    ready: Callable[[Channel], None],
+) -> None:
+    """Declare `queues` on `channel`, set `prefetch`, then call `ready(channel)`."""
+
+    def declare(remaining: tuple[str, ...]) -> None:
+        if not channel.is_open:
+            return
+        if remaining:
+            name, rest = remaining[0], remaining[1:]
+            channel.queue_declare(
+                name,
+                durable=True,
+                arguments=queue_arguments(name, settings),
+                callback=lambda _frame: declare(rest),
+            )
+        elif prefetch:
+            channel.basic_qos(prefetch_count=prefetch, callback=lambda _frame: ready(channel))
+        else:
+            ready(channel)
+
+    declare(tuple(queues))
