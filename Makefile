@@ -94,7 +94,7 @@ report: venv
 	$(BIN)/python -m tools.report $(RESULTS) $(if $(PLOT),--plot $(PLOT)) $(REPORT_ARGS)
 
 # The depth and rates of the pipeline's queues every second, until Ctrl-C (AMQP_URL picks the
-# broker, user and vhost; see MANAGEMENT_URL and RABBITMQCTL in the README).
+# broker, user and vhost; see MANAGEMENT_URL and RABBITMQCTL in docs/configuration.md).
 watch: venv
 	$(BIN)/python -m tools.watch
 

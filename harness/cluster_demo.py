@@ -2,7 +2,7 @@
 
 Runs `docker compose -f docker-compose.yml -f docker-compose.cluster.yml` for real, under a
 project name of its own and on host ports of its own (so that a broker on 5672/15672 and the
-one-node demo are left alone), kills a node mid-run and checks what the README promises:
+one-node demo are left alone), kills a node mid-run and checks what docs/cluster.md promises:
 
 1. three nodes form one cluster by themselves; once the apps have declared the queues, every
    quorum queue has a member on each node and the leaders are spread over the nodes;

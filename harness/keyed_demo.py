@@ -1,8 +1,8 @@
 """`python -m harness.keyed_demo` (`make keyed-demo`): the keyed-order demo, run and checked.
 
 Runs `ORDERING=keyed KEYS=20 docker compose up --build --scale service_b=3` for real, under a
-project name of its own and on host ports of its own, and checks what the README's "Keeping
-order" promises:
+project name of its own and on host ports of its own, and checks what docs/ordering.md
+promises:
 
 1. the partitions of service_b spread over its three replicas (the broker makes the replica
    with the highest rendezvous priority active on each; RabbitMQ 4.x honours that);

@@ -143,7 +143,7 @@ def open_source(settings: WatchSettings) -> tuple[Source, Sample, list[str]]:
             failures.append(f"{source.description}: {error}")
     raise CliError(
         f"cannot read the queues of virtual host {settings.vhost!r}: {'; '.join(failures)} "
-        "(check AMQP_URL, MANAGEMENT_URL and RABBITMQCTL: see the README)",
+        "(check AMQP_URL, MANAGEMENT_URL and RABBITMQCTL: see docs/watching.md)",
         RUN_FAILED,
     )
 
