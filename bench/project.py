@@ -1,4 +1,4 @@
-"""Contender: this project as deployed, its real processes.
+"""Contender: this project as deployed, its real processes (`harness.deployment.BROKER`).
 
 `python -m first`, one `python -m service` per stage with `WORKERS=10` (the middle stage with
 `spec.replicas` replicas and `spec.work` seconds of work per message for the scaling run) and
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from bench.runs import Plan, ProcSpec, RunSpec
 from common.settings import BrokerSettings, Env
-from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES, following_queue, input_queues
+from common.topology import STAGES, input_queues
 from harness.broker import Vhost
+from harness.deployment import BROKER, CONSUMES
 from harness.processes import python_module
 from harness.store import PrivateRedis
 
@@ -39,41 +40,33 @@ def plan(vhost: Vhost, spec: RunSpec, *, store: PrivateRedis | None = None) -> P
         "PROGRESS_INTERVAL": "0",
         "CONNECT_TIMEOUT": "30",
     }
-    consumers = []
-    for queue in STAGES:
-        env = {**common, "RABBITMQ_QUEUE": queue, "RABBITMQ_NEXT_QUEUE": following_queue(queue)}
-        env["WORKERS"] = "10"
-        replicas = 1
-        if queue == SCALED_STAGE:
+    run = {  # what this run adds, by role
+        "publisher": {"NUMBER_OF_MESSAGES": str(spec.messages), "PUBLISH_RATE": f"{spec.rate:g}"},
+        "stage": {},
+        "sink": {
+            "EXPECTED_MESSAGES": str(spec.messages),
+            "RESULTS_FILE": str(spec.results),
+            "STORE_URL": store.url if store else "",  # "": in memory, whatever the caller's env
+        },
+    }
+    layout = BrokerSettings.from_env(Env(dict(spec.env)))  # partitions, in keyed mode
+    procs: list[ProcSpec] = [ProcSpec("redis", "store", store.argv)] if store else []
+    ready: dict[str, int] = {}
+    for name, process in BROKER.items():
+        env = {**common, **process.env, **run[process.role]}
+        replicas = process.replicas
+        if name == SCALED_STAGE:
             replicas = spec.replicas
             if spec.work:
                 env["RANDOM_WAIT_MIN"] = env["RANDOM_WAIT_MAX"] = f"{spec.work:g}"
-        for replica in range(1, replicas + 1):
-            name = queue if replicas == 1 else f"{queue}-{replica}"
-            consumers.append(ProcSpec(name, "stage", python_module("service"), env))
-    last_env = {
-        **common,
-        "RABBITMQ_QUEUE": SINK_QUEUE,
-        "EXPECTED_MESSAGES": str(spec.messages),
-        "RESULTS_FILE": str(spec.results),
-        "STORE_URL": store.url if store else "",  # "": in memory, whatever the caller's env says
-    }
-    if store is not None:
-        consumers.insert(0, ProcSpec("redis", "store", store.argv))
-    consumers.append(ProcSpec("last", "sink", python_module("last"), last_env))
-    first_env = {
-        **common,
-        "RABBITMQ_NEXT_QUEUE": STAGES[0],
-        "NUMBER_OF_MESSAGES": str(spec.messages),
-        "PUBLISH_RATE": f"{spec.rate:g}",
-    }
-    publisher = ProcSpec("first", "publisher", python_module("first"), first_env)
-    layout = BrokerSettings.from_env(Env(dict(spec.env)))  # partitions, in keyed mode
-    ready = {
-        queue: spec.replicas if stage == SCALED_STAGE else 1
-        for stage in PIPELINE_QUEUES
-        for queue in input_queues(stage, layout)
-    }
+        names = [name] if replicas == 1 else [f"{name}-{n}" for n in range(1, replicas + 1)]
+        procs += [
+            ProcSpec(each, process.role, python_module(process.module), env) for each in names
+        ]
+        if name in CONSUMES:
+            ready |= {queue: replicas for queue in input_queues(CONSUMES[name], layout)}
+    [publisher] = [proc for proc in procs if proc.role == "publisher"]
+    consumers = [proc for proc in procs if proc is not publisher]
     profile = (SCALED_STAGE, "last") if spec.profile else ()
     return Plan(
         spec.label, spec.messages, consumers, publisher, ready, spec.results, vhost, profile

@@ -22,13 +22,15 @@ from typing import Protocol
 from common.topology import STAGES
 from harness.accounting import Account, account, arrivals, caller_view
 from harness.broker import Vhost
+from harness.deployment import DEMO_PREFETCH, STAGE_WORKERS, twin
 from harness.http_run import HttpPipelineRun
 from harness.pipeline import PipelineRun
 from harness.processes import Proc, wait_for
 
 SPIKE_FACTOR = 10  # the spike offers this many times a stage's capacity
 STOP_TIMEOUT_S = 60  # a stage stopped with SIGTERM finishes what it holds well within this
-BROKER_PREFETCH = 20  # as docker-compose.yml's stages: a drain or a crash concerns 20 at most
+# As the compose demo's stages: a drain or a crash concerns 20 messages at most.
+BROKER_PREFETCH = DEMO_PREFETCH
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,14 @@ class Timing:
     """The sizes of a set of scenarios: full ones for `make compare`, short ones for tests."""
 
     work: float  # seconds of work per message in every stage (RANDOM_WAIT_MIN = _MAX)
-    workers: int  # threads of each stage
     rate: float  # messages per second of the steady load (all scenarios but the spike)
     seconds: float  # how long the steady load lasts
     spike_seconds: float  # how long the spike lasts
     fault_at: float  # seconds into the load when the outage or crash begins
     outage_seconds: float  # how long the stage is down
     http_timeout: float  # HTTP_TIMEOUT: how long the HTTP `first` waits for a message
-    settle: float = 60  # seconds to wait, past what the backlog needs, for the last completions
+    settle: float  # seconds to wait, past what the backlog needs, for the last completions
+    workers: int = STAGE_WORKERS  # threads of each stage
 
     @property
     def capacity(self) -> float:
@@ -54,31 +56,22 @@ class Timing:
         return {"WORKERS": self.workers, "RANDOM_WAIT_MIN": self.work, "RANDOM_WAIT_MAX": self.work}
 
 
-# `make compare`: the demo's order of work (1 s a message), so a stage takes 10 messages/s and
-# the spike is 100/s for 10 s; a steady 1.5/s is well inside the capacity of either pipeline
-# (the HTTP chain's is about 3.3/s: service_a's threads also wait for b, c and last).
-FULL = Timing(
-    work=1.0,
-    workers=10,
-    rate=1.5,
-    seconds=60,
-    spike_seconds=10,
-    fault_at=20,
-    outage_seconds=20,
-    http_timeout=30,
-)
-# The tests: 100 ms of work (100 messages/s a stage; the spike 1,000/s for half a second).
-SHORT = Timing(
-    work=0.1,
-    workers=10,
-    rate=10,
-    seconds=3,
-    spike_seconds=0.5,
-    fault_at=1,
-    outage_seconds=1.5,
-    http_timeout=2,
-    settle=20,
-)
+# The two sets side by side. `make compare`: the demo's order of work (1 s a message), so a
+# stage takes 10 messages/s and the spike is 100/s for 10 s; a steady 1.5/s is well inside the
+# capacity of either pipeline (the HTTP chain's is about 3.3/s: service_a's threads also wait for
+# b, c and last). The tests: 100 ms of work (100 messages/s a stage; the spike 1,000/s for half a
+# second).
+SIZES = {  # Timing's field: (`make compare`, the tests)
+    "work": (1.0, 0.1),
+    "rate": (1.5, 10),
+    "seconds": (60, 3),
+    "spike_seconds": (10, 0.5),
+    "fault_at": (20, 1),
+    "outage_seconds": (20, 1.5),
+    "http_timeout": (30, 2),
+    "settle": (60, 20),
+}
+FULL, SHORT = (Timing(**{name: sizes[i] for name, sizes in SIZES.items()}) for i in (0, 1))
 
 
 @dataclass(frozen=True)
@@ -202,12 +195,12 @@ class HttpPipeline:
         return self.run.start_first(PUBLISH_RATE=rate, RUN_ID=run_id)
 
     def stop(self, stage: str) -> None:
-        proc = self.run.servers[stage]
+        proc = self.run.servers[twin(stage)]
         proc.signal(signal.SIGTERM)
         proc.wait(STOP_TIMEOUT_S)
 
     def crash(self, stage: str) -> None:
-        self.run.servers[stage].kill()
+        self.run.servers[twin(stage)].kill()
 
     def restart(self, stage: str) -> None:
         self.run.start_stage(stage, **self.timing.stage_env())

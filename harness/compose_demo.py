@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from harness import processes
+from harness.deployment import BROKER as BROKER_PIPELINE
+from harness.deployment import CONSUMES
 from harness.processes import ROOT
 
 BROKER = "rabbitmq"  # the base file's broker service
-APPS = ("first", "service_a", "service_b", "service_c", "last")
-CONSUMERS = APPS[1:]
+APPS = tuple(BROKER_PIPELINE)  # first, service_a, service_b, service_c, last
+CONSUMERS = tuple(CONSUMES)
 UP_TIMEOUT_S = 300  # building the image and the nodes' first start
 RUN_TIMEOUT_S = 300
 _RECORD = re.compile(r"^(?P<container>\S+)\s+\|\s(?P<json>\{.*\})\s*$")

@@ -17,13 +17,14 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from common.settings import BrokerSettings, Env
-from common.topology import PIPELINE_QUEUES, STAGES, following_queue, input_queues
+from common.topology import PIPELINE_QUEUES, STAGES, input_queues
 from harness.broker import Vhost
 from harness.delivery_probe import RECORD as REDELIVERY
+from harness.deployment import BROKER
 from harness.processes import Proc, wait_for
 from harness.store import StoreKeys
 
@@ -61,37 +62,36 @@ class PipelineRun:
     # Run the consumers under `harness.delivery_probe`, which logs each redelivery's count.
     probe: bool = False
 
-    def _start_consumer(self, module: str, name: str, **env: object) -> Proc:
-        if self.probe:
-            return self.start(PROBE, name, PROBED_MODULE=module, **env)
-        return self.start(module, name, **env)
+    def launch(self, name: str, given: Mapping[str, object] | None = None, **env: object) -> Proc:
+        """Start the process `name` of `harness.deployment.BROKER` (first, service_a, ..., last):
+        its wiring, then what this run gives it (`given`), the run's `env`, and this call's."""
+        process = BROKER[name]
+        module, probed = process.module, {}
+        if self.probe and process.role != "publisher":
+            module, probed = PROBE, {"PROBED_MODULE": process.module}
+        own = {**process.env, **probed, **(given or {})}
+        return self.start(module, name, **{**own, **self.env, **env})
 
     def start_service(self, queue: str, **env: object) -> Proc:
-        proc = self._start_consumer(
-            "service",
-            queue,
-            RABBITMQ_QUEUE=queue,
-            RABBITMQ_NEXT_QUEUE=following_queue(queue),
-            **{"WORKERS": 10, **self.env, **env},
-        )
+        proc = self.launch(queue, **env)
         self.services.setdefault(queue, []).append(proc)
         return proc
 
     def start_last(self, **env: object) -> Proc:
-        store_env = self.store.env if self.store else {}
-        proc = self._start_consumer("last", "last", **{**store_env, **self.env, **env})
+        proc = self.launch("last", self.store.env if self.store else None, **env)
         self.lasts.append(proc)
         return proc
 
     def start_first(self, **env: object) -> Proc:
-        proc = self.start("first", NUMBER_OF_MESSAGES=self.count, **{**self.env, **env})
+        proc = self.launch("first", {"NUMBER_OF_MESSAGES": self.count}, **env)
         self.firsts.append(proc)
         return proc
 
-    def start_all(self, replicas: int = 1, **service_env: object) -> None:
+    def start_all(self, replicas: int | None = None, **service_env: object) -> None:
+        """last, then each stage's replicas (the description's, unless `replicas`), then first."""
         self.start_last()
         for queue in STAGES:
-            for _ in range(replicas):
+            for _ in range(replicas or BROKER[queue].replicas):
                 self.start_service(queue, **service_env)
         self.start_first()
 

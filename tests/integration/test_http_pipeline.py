@@ -56,7 +56,7 @@ def test_a_bad_message_is_refused_with_its_reason(launcher: Launcher) -> None:
     run.wait_until_serving()
     body = json.dumps({"history": ["seq-1", 7], "message_id": "m", "data": {"created_at": 1}})
     request = urllib.request.Request(
-        run.url("service_a"),
+        run.url("http_service_a"),
         data=body.encode(),
         headers={"Content-Type": "application/json", "Idempotency-Key": "m"},
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import deployment
 from harness.processes import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -26,15 +27,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 BROKER = "rabbitmq"
 STORE = "store"  # last's store of completed records (Redis)
-APP_SERVICES = ("first", "service_a", "service_b", "service_c", "last")
-MODULES = {"first": "first", "service_a": "service", "service_b": "service"}
-MODULES |= {"service_c": "service", "last": "last"}
-CONSUMERS = {  # service -> the queue it must consume
-    "service_a": "service_a",
-    "service_b": "service_b",
-    "service_c": "service_c",
-    "last": "service_log",
-}
+APP_SERVICES = tuple(deployment.BROKER)  # first, service_a, service_b, service_c, last
+CONSUMERS = deployment.CONSUMES  # service -> the queue it must consume
 DRAIN_TIMEOUT = 20.0  # the consumers' default (common.consumer.ConsumerSettings)
 
 
@@ -167,7 +161,7 @@ def test_app_services_run_their_module_in_exec_form(defaults: dict) -> None:
         service = services[name]
         assert service.get("init") is True, name
         command = service.get("command")
-        assert command == ["python", "-m", MODULES[name]], name
+        assert command == ["python", "-m", deployment.BROKER[name].module], name
         assert not service.get("entrypoint"), name
 
 

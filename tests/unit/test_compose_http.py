@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 
 from common.topology import STAGES
+from harness.deployment import HTTP, twin
 from harness.processes import ROOT
 from http_pipeline.settings import port_of
 from tests.unit.test_compose_file import APP_SERVICES, BROKER, STORE, compose_config
 
 DOCKERFILE = ROOT / "Dockerfile.http"
-STAGE_SERVICES = {stage: f"http_{stage}" for stage in STAGES}
-SERVERS = (*STAGE_SERVICES.values(), "http_last")
-HTTP_SERVICES = ("http_first", *SERVERS)
+STAGE_SERVICES = {stage: twin(stage) for stage in STAGES}
+SERVERS = (*STAGE_SERVICES.values(), twin("last"))
+HTTP_SERVICES = tuple(HTTP)  # http_first and the servers
 
 
 @pytest.fixture
