@@ -16,14 +16,11 @@ import sys
 import pika
 from pika.channel import Channel
 
-from bench import wire
+from bench import bare_pika, wire
 from common.topology import STAGES
 
 QUEUE = STAGES[0]
 WINDOW = 1000
-PERSISTENT = pika.BasicProperties(
-    content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent
-)
 
 
 def _connect(on_channel: object) -> pika.SelectConnection:
@@ -46,13 +43,7 @@ def _connect(on_channel: object) -> pika.SelectConnection:
 
 
 def sink() -> None:
-    recorder = wire.Recorder()
-
-    def on_message(
-        channel: Channel, method: pika.spec.Basic.Deliver, _props: object, body: bytes
-    ) -> None:
-        recorder.record(json.loads(body))
-        channel.basic_ack(method.delivery_tag)
+    on_message = bare_pika.recording(wire.Recorder())
 
     def consume(channel: Channel) -> None:
         channel.basic_qos(
@@ -77,7 +68,7 @@ def publish(messages: int, rate: float) -> None:
                 return
             state["sent"] += 1
             body = json.dumps(wire.new_message(state["sent"])).encode()
-            channel.basic_publish("", QUEUE, body, PERSISTENT)
+            channel.basic_publish("", QUEUE, body, bare_pika.PERSISTENT)
 
     def start(channel: Channel) -> None:
         acked: list[int] = [0]  # highest delivery tag confirmed

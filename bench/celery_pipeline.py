@@ -2,7 +2,7 @@
 
 Each task is routed to a queue of its own, consumed by a worker process of its own
 (`celery worker -Q QUEUE --pool threads --concurrency 10`, as this project's 10 threads).
-`chain(service_a.s(msg), service_b.s(), service_c.s(), last.s())`: the worker running a task
+`chain(service_a.s(msg), service_b.s(), service_c.s(), service_log.s())`: the worker running a task
 publishes the next one of the chain, then acks (`task_acks_late`). Publisher confirms are on
 (`confirm_publish`), messages persistent, queues quorum (Celery detects them and drops global
 QoS); prefetch 10 x 10 = 100; no result backend; worker logging at WARNING (no line per task).
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from celery import Celery, chain
+from celery import Celery, Task, chain
 from kombu import Exchange, Queue
 
 from bench import wire
@@ -48,31 +50,18 @@ app.conf.update(
     worker_send_task_events=False,
     worker_hijack_root_logger=True,
 )
-recorder = wire.Recorder(os.environ.get("BENCH_RESULTS", os.devnull))
 
 
-@app.task(name="bench.service_a")
-def service_a(message: wire.Payload) -> wire.Payload:
-    return wire.stamped(message, "service_a")
+def _task(queue: str, function: Callable[[wire.Payload], Any]) -> Task:
+    return app.task(name=f"bench.{queue}")(function)
 
 
-@app.task(name="bench.service_b")
-def service_b(message: wire.Payload) -> wire.Payload:
-    return wire.stamped(message, "service_b")
-
-
-@app.task(name="bench.service_c")
-def service_c(message: wire.Payload) -> wire.Payload:
-    return wire.stamped(message, "service_c")
-
-
-@app.task(name=f"bench.{SINK_QUEUE}")
-def last(message: wire.Payload) -> None:
-    recorder.record(message)
+STEPS = wire.pipeline_steps(_task)  # service_a, service_b, service_c, then the sink's
 
 
 def send(message: wire.Payload) -> None:
-    chain(service_a.s(message), service_b.s(), service_c.s(), last.s()).apply_async()
+    first, *rest = STEPS
+    chain(first.s(message), *(step.s() for step in rest)).apply_async()
 
 
 def worker(queue: str) -> None:

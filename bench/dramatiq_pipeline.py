@@ -39,33 +39,14 @@ class QuorumRabbitmqBroker(RabbitmqBroker):
 
 broker = QuorumRabbitmqBroker(url=wire.amqp_url(), confirm_delivery=True)
 dramatiq.set_broker(broker)
-recorder = wire.Recorder(os.environ.get("BENCH_RESULTS", os.devnull))
-
-
-@dramatiq.actor(queue_name="service_a")
-def service_a(message: wire.Payload) -> wire.Payload:
-    return wire.stamped(message, "service_a")
-
-
-@dramatiq.actor(queue_name="service_b")
-def service_b(message: wire.Payload) -> wire.Payload:
-    return wire.stamped(message, "service_b")
-
-
-@dramatiq.actor(queue_name="service_c")
-def service_c(message: wire.Payload) -> wire.Payload:
-    return wire.stamped(message, "service_c")
-
-
-@dramatiq.actor(queue_name=SINK_QUEUE)
-def last(message: wire.Payload) -> None:
-    recorder.record(message)
+STEPS = wire.pipeline_steps(  # service_a, service_b, service_c, then the sink's
+    lambda queue, function: dramatiq.actor(function, actor_name=queue, queue_name=queue)
+)
 
 
 def send(message: wire.Payload) -> None:
-    dramatiq.pipeline(
-        [service_a.message(message), service_b.message(), service_c.message(), last.message()]
-    ).run()
+    first, *rest = STEPS
+    dramatiq.pipeline([first.message(message), *(step.message() for step in rest)]).run()
 
 
 def worker(queue: str) -> None:

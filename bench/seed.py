@@ -16,12 +16,8 @@ import json
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from bench import wire
+from bench import bare_pika, wire
 from common.topology import SINK_QUEUE, STAGES
-
-PERSISTENT = pika.BasicProperties(
-    content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent
-)
 
 
 def _channel(*queues: str) -> BlockingChannel:
@@ -41,7 +37,7 @@ def stage(queue: str) -> None:
         ch: BlockingChannel, method: pika.spec.Basic.Deliver, _props: object, body: bytes
     ) -> None:
         message = wire.stamped(json.loads(body), queue)
-        ch.basic_publish("", following, json.dumps(message).encode(), PERSISTENT)
+        ch.basic_publish("", following, json.dumps(message).encode(), bare_pika.PERSISTENT)
         ch.basic_ack(method.delivery_tag)
 
     channel.basic_consume(queue, on_message)
@@ -51,15 +47,7 @@ def stage(queue: str) -> None:
 def sink() -> None:
     channel = _channel(SINK_QUEUE)
     channel.basic_qos(prefetch_count=wire.prefetch())
-    recorder = wire.Recorder()
-
-    def on_message(
-        ch: BlockingChannel, method: pika.spec.Basic.Deliver, _props: object, body: bytes
-    ) -> None:
-        recorder.record(json.loads(body))
-        ch.basic_ack(method.delivery_tag)
-
-    channel.basic_consume(SINK_QUEUE, on_message)
+    channel.basic_consume(SINK_QUEUE, bare_pika.recording(wire.Recorder()))
     channel.start_consuming()
 
 
@@ -69,7 +57,7 @@ def publish(messages: int, rate: float) -> None:
     for seq in range(1, messages + 1):
         pacer.wait(seq - 1)
         body = json.dumps(wire.new_message(seq)).encode()
-        channel.basic_publish("", STAGES[0], body, PERSISTENT)
+        channel.basic_publish("", STAGES[0], body, bare_pika.PERSISTENT)
     channel.connection.close()
 
 

@@ -19,13 +19,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
-from common.topology import following_queue
+from common.topology import SINK_QUEUE, STAGES, following_queue
 
 PREFETCH = 100  # as this project's PREFETCH default
 
 Payload = dict[str, Any]
+Step = TypeVar("Step")  # a framework's task
 
 
 def amqp_url() -> str:
@@ -58,6 +59,24 @@ def stamped(message: Payload, stage: str) -> Payload:
         "id": message["id"],
         "data": {**message["data"], stage: now, "updated_at": now},
     }
+
+
+def pipeline_steps(register: Callable[[str, Callable[[Payload], Any]], Step]) -> list[Step]:
+    """A framework's tasks for the whole pipeline, in the order a message meets them: one per
+    stage, which stamps the message with its stage's name (`stamped`), then the sink's, which
+    records it (BENCH_RESULTS). `register(queue, function)` makes the framework's task (a Celery
+    task, a Dramatiq actor) of `function` on `queue`, named after the queue."""
+    recorder = Recorder(os.environ.get("BENCH_RESULTS", os.devnull))
+    steps = [register(stage, _stamping(stage)) for stage in STAGES]
+    return [*steps, register(SINK_QUEUE, recorder.record)]
+
+
+def _stamping(stage: str) -> Callable[[Payload], Payload]:
+    def step(message: Payload) -> Payload:
+        return stamped(message, stage)
+
+    step.__name__ = step.__qualname__ = stage  # the frameworks name a task after its function
+    return step
 
 
 class Recorder:
