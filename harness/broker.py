@@ -29,6 +29,20 @@ def broker_url() -> str:
     return os.environ.get("AMQP_URL") or DEFAULT_URL
 
 
+def test_worker() -> str:
+    """The pytest-xdist worker running this process ("gw0", "gw1", ...), or "" outside one.
+
+    It goes into the names of what a test makes (vhosts, private nodes), so that a leftover says
+    which worker of a parallel run made it; uniqueness comes from the random part of each name.
+    """
+    return os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def unique_name(label: str) -> str:
+    """`label`, the test worker if any, and a random part: `test-gw1-3f9c0a...`."""
+    return "-".join(part for part in (label, test_worker(), uuid.uuid4().hex[:12]) if part)
+
+
 def with_vhost(url: str, vhost: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
 
@@ -61,7 +75,7 @@ class Vhost:
 
     def __init__(self, base_url: str | None = None, label: str = "test") -> None:
         base_url = base_url or broker_url()
-        self.name = f"{label}-{uuid.uuid4().hex[:12]}"
+        self.name = unique_name(label)
         self.url = with_vhost(base_url, self.name)
         user = urlsplit(base_url).username or "guest"
         rabbitmqctl("add_vhost", self.name)

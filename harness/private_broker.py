@@ -1,8 +1,9 @@
 """A RabbitMQ node of the test's own, for faults the shared broker must never see.
 
 `PrivateBroker` runs the installed `rabbitmq-server` as a second node on this machine: its own
-node name (`rhtest-<random>@localhost`), its own Erlang cookie, its own AMQP and distribution
-ports (both on 127.0.0.1 only), its own config, data and log directories, and no plugins. A test
+node name (`rhtest-<random>@localhost`, with the test worker in it in a parallel run), its own
+Erlang cookie, its own AMQP and distribution ports (both on 127.0.0.1 only, in the test worker's
+share of the ports), its own config, data and log directories, and no plugins. A test
 may stop it, start it again on the same data, or raise an alarm on it; the shared node
 (rabbit@localhost) is never touched, and with a cookie of its own this node's `rabbitmqctl`
 could not reach the shared node even if it tried.
@@ -37,14 +38,13 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pika
 import pika.exceptions
 
-from harness.broker import Vhost
+from harness.broker import Vhost, test_worker, unique_name
 
 # In the environment of the node's processes: which node they are, and which process owns it.
 MARKER = "RHTEST_PRIVATE_BROKER"
@@ -98,8 +98,22 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+def _worker_share(first: int, last: int) -> tuple[int, int]:
+    """This test worker's share of the ports `first`..`last`: the whole range outside a
+    parallel run; in one (pytest-xdist), a slice per worker, so that a port one worker's node
+    or server leaves free while it is down (a restart, an outage) is never picked by another."""
+    worker = test_worker()
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if not worker.removeprefix("gw").isdigit() or workers < 2:
+        return first, last
+    size = (last - first + 1) // workers
+    start = first + int(worker.removeprefix("gw")) % workers * size
+    return start, start + size - 1
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports on 127.0.0.1, outside the ephemeral range where possible."""
+    """`count` distinct free ports on 127.0.0.1, outside the ephemeral range where possible
+    (and in this test worker's share of it, see `_worker_share`)."""
     low, high = _ephemeral_range()
     if low - 10000 >= 1000:
         first, last = 10000, low - 1
@@ -107,6 +121,7 @@ def free_ports(count: int) -> list[int]:
         first, last = high + 1, 65535
     else:
         first, last = 1024, 65535
+    first, last = _worker_share(first, last)
     rng = random.SystemRandom()
     ports: list[int] = []
     for _ in range(1000):
@@ -206,8 +221,9 @@ class DefaultVhost(Vhost):
 
 
 def new_node_name() -> str:
-    """A node name no other test run uses: `rhtest-<random>` (the host part is `localhost`)."""
-    return f"rhtest-{uuid.uuid4().hex[:10]}"
+    """A node name no other test run uses: `rhtest-<worker>-<random>`, the test worker's id
+    only in a parallel run (the host part is `localhost`)."""
+    return unique_name("rhtest")
 
 
 class PrivateBroker:

@@ -21,11 +21,10 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.broker import Vhost, with_vhost
+from harness.broker import Vhost, unique_name, with_vhost
 from harness.private_broker import PrivateBroker, new_node_name
 from harness.processes import wait_for
 
@@ -154,7 +153,7 @@ class ClusterVhost(Vhost):
     def __init__(self, cluster: PrivateCluster, label: str = "cluster") -> None:
         # No super().__init__: it would make the vhost on the shared broker.
         self.cluster = cluster
-        self.name = f"{label}-{uuid.uuid4().hex[:12]}"
+        self.name = unique_name(label)
         cluster.rabbitmqctl("add_vhost", self.name)
         cluster.rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
 
