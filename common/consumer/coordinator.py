@@ -44,7 +44,7 @@ from common.consumer.events import (
     Reconnected,
     Settled,
 )
-from common.consumer.ordering import GiveUp, Requeue, RetryHere
+from common.consumer.ordering import Retry
 from common.consumer.outcomes import DeadLetter, Delivery, Done, Failed, Forward, Handler, Outcome
 from common.consumer.policies import policy_for
 from common.consumer.processing import Processor
@@ -198,12 +198,12 @@ class Consumer:
     def _after_failure(self, state: ChannelState, delivery: Delivery, reason: str) -> None:
         extra = {"queue": self._settings.queue, "reason": reason}
         match state.policy.failed(delivery, reason):
-            case GiveUp(why):
+            case DeadLetter(why):
                 self._dead_letter(state, delivery, why)
-            case Requeue(attempt):
+            case Retry(attempt, None):
                 log.warning("processing failed, requeued", extra={**extra, "attempt": attempt})
                 self._settle(delivery, ack=False)
-            case RetryHere(attempt, delay):
+            case Retry(attempt, delay):
                 log.warning(
                     "processing failed, retried in order", extra={**extra, "attempt": attempt}
                 )

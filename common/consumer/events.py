@@ -15,50 +15,50 @@ from common.consumer.outcomes import Delivery, Outcome
 
 
 @dataclass(frozen=True, slots=True)
-class Received:
-    """The broker sent a delivery; it is ours until settled."""
+class MessageEvent:
+    """Something that happened to one delivery."""
 
     delivery: Delivery
 
 
 @dataclass(frozen=True, slots=True)
-class HandlerFinished:
-    """The processing of a delivery ended with `outcome` after `seconds` (a Future's wait
-    included)."""
+class HandlerFinished(MessageEvent):
+    """The processing ended with `outcome` after `seconds` (a Future's wait included)."""
 
-    delivery: Delivery
     outcome: Outcome
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """The output of a delivery went to `routing_key`; its confirm is awaited."""
+class Received(MessageEvent):
+    """The broker sent a delivery; it is ours until settled."""
 
-    delivery: Delivery
+    __slots__ = ()
+
+
+class Confirmed(MessageEvent):
+    """The broker has the delivery's output safely."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Published(MessageEvent):
+    """The delivery's output went to `routing_key`; its confirm is awaited."""
+
     routing_key: str
 
 
 @dataclass(frozen=True, slots=True)
-class Confirmed:
-    """The broker has the output of a delivery safely."""
+class DeadLettered(MessageEvent):
+    """The delivery's dead-letter copy, saying `reason`, is confirmed."""
 
-    delivery: Delivery
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLettered:
-    """The dead-letter copy of a delivery is confirmed."""
-
-    delivery: Delivery
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class Settled:
-    """A delivery is acked (`acked`) or handed back to its queue for another try."""
+class Settled(MessageEvent):
+    """The delivery is acked (`acked`) or handed back to its queue for another try."""
 
-    delivery: Delivery
     acked: bool
 
 

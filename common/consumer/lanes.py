@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from common.consumer.ordering import Decision, GiveUp, RetryHere, delivery_attempt
-from common.consumer.outcomes import Delivery
+from common.consumer.ordering import Decision, Retry, delivery_attempt
+from common.consumer.outcomes import DeadLetter, Delivery
 from common.retry import retry_delay
 from common.topology import consumer_priority
 
@@ -69,9 +69,9 @@ class KeyedLanes:
         retries = self._retries.get(delivery.tag, 0)
         attempt = delivery_attempt(delivery) + retries
         if attempt >= self._limit:
-            return GiveUp(f"failed on attempt {attempt}: {reason}")
+            return DeadLetter(f"failed on attempt {attempt}: {reason}")
         self._retries[delivery.tag] = retries + 1
-        return RetryHere(attempt, retry_delay(retries + 1))
+        return Retry(attempt, retry_delay(retries + 1))
 
     def drain_begins(self) -> bool:
         self._stopping = True

@@ -14,33 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from common.consumer.outcomes import Delivery
+from common.consumer.outcomes import DeadLetter, Delivery
 from common.settings import BrokerSettings
 
 
 @dataclass(frozen=True)
-class Requeue:
-    """Hand the delivery back to the broker, for another try (perhaps elsewhere)."""
+class Retry:
+    """Try the delivery again after its `attempt` failed: here after `delay` seconds, keeping its
+    place; or, with no delay, from its queue (handed back; another replica may take it)."""
 
     attempt: int
+    delay: float | None = None
 
 
-@dataclass(frozen=True)
-class RetryHere:
-    """Try the delivery again in this process after `delay` seconds, keeping its place."""
-
-    attempt: int
-    delay: float
-
-
-@dataclass(frozen=True)
-class GiveUp:
-    """No more tries: dead-letter the delivery with `reason`."""
-
-    reason: str
-
-
-Decision = Requeue | RetryHere | GiveUp
+Decision = Retry | DeadLetter  # what follows a failure: another try, or none (the reason why)
 
 
 class OrderingPolicy(Protocol):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.consumer.ordering import Decision, GiveUp, Requeue, delivery_attempt
-from common.consumer.outcomes import Delivery
+from common.consumer.ordering import Decision, Retry, delivery_attempt
+from common.consumer.outcomes import DeadLetter, Delivery
 
 
 class Unordered:
@@ -25,8 +25,8 @@ class Unordered:
     def failed(self, delivery: Delivery, reason: str) -> Decision:
         attempt = delivery_attempt(delivery)
         if attempt >= self._limit:
-            return GiveUp(f"failed on delivery {attempt}: {reason}")
-        return Requeue(attempt)
+            return DeadLetter(f"failed on delivery {attempt}: {reason}")
+        return Retry(attempt)
 
     def drain_begins(self) -> bool:
         return True  # a cancelled consumer gets nothing new; what is in hand is finished

@@ -6,8 +6,8 @@ import pika
 import pytest
 
 from common.consumer.lanes import KeyedLanes, lane_key
-from common.consumer.ordering import GiveUp, Requeue, RetryHere, attempt_limit
-from common.consumer.outcomes import Delivery
+from common.consumer.ordering import Retry, attempt_limit
+from common.consumer.outcomes import DeadLetter, Delivery
 from common.consumer.unordered import Unordered
 from common.retry import retry_delay
 from common.settings import BrokerSettings, Env
@@ -39,9 +39,9 @@ def test_unordered_starts_everything_and_holds_nothing() -> None:
 
 def test_unordered_requeues_a_failure_until_the_last_delivery() -> None:
     policy = Unordered(LIMIT)
-    assert policy.failed(delivery(1), "boom") == Requeue(attempt=1)
-    assert policy.failed(redelivered(1, LIMIT - 2), "boom") == Requeue(attempt=LIMIT - 1)
-    assert policy.failed(redelivered(1, LIMIT - 1), "boom") == GiveUp(
+    assert policy.failed(delivery(1), "boom") == Retry(attempt=1)
+    assert policy.failed(redelivered(1, LIMIT - 2), "boom") == Retry(attempt=LIMIT - 1)
+    assert policy.failed(redelivered(1, LIMIT - 1), "boom") == DeadLetter(
         f"failed on delivery {LIMIT}: boom"
     )
 
@@ -90,17 +90,17 @@ def test_a_keyed_failure_is_retried_here_with_back_off_then_given_up() -> None:
     lanes.admit(first)
     decisions = [lanes.failed(first, "flaky") for _ in range(LIMIT)]
     assert decisions[: LIMIT - 1] == [
-        RetryHere(attempt=n, delay=retry_delay(n)) for n in range(1, LIMIT)
+        Retry(attempt=n, delay=retry_delay(n)) for n in range(1, LIMIT)
     ]
-    assert decisions[-1] == GiveUp(f"failed on attempt {LIMIT}: flaky")
+    assert decisions[-1] == DeadLetter(f"failed on attempt {LIMIT}: flaky")
 
 
 def test_retries_count_from_the_brokers_delivery_count() -> None:
     lanes = KeyedLanes(LIMIT, "service_b@r-1")
     again = redelivered(1, LIMIT - 2)  # two deliveries spent already (a crash, say)
     lanes.admit(again)
-    assert lanes.failed(again, "x") == RetryHere(attempt=LIMIT - 1, delay=retry_delay(1))
-    assert isinstance(lanes.failed(again, "x"), GiveUp)
+    assert lanes.failed(again, "x") == Retry(attempt=LIMIT - 1, delay=retry_delay(1))
+    assert isinstance(lanes.failed(again, "x"), DeadLetter)
 
 
 def test_a_settled_delivery_takes_its_retries_with_it() -> None:
@@ -108,7 +108,7 @@ def test_a_settled_delivery_takes_its_retries_with_it() -> None:
     for tag in (1, 2):
         d = delivery(tag, "k")
         lanes.admit(d)
-        assert lanes.failed(d, "x") == RetryHere(attempt=1, delay=retry_delay(1))
+        assert lanes.failed(d, "x") == Retry(attempt=1, delay=retry_delay(1))
         lanes.settled(d)
 
 
