@@ -21,7 +21,6 @@ at the end unless `--keep`. Needs Docker and Compose v2 (`docker compose`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import secrets
@@ -31,16 +30,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from common.topology import PIPELINE_QUEUES
-from harness.compose_demo import (
-    APPS,
-    RUN_TIMEOUT_S,
-    UP_TIMEOUT_S,
-    Compose,
-    DemoFailed,
-    check_outcome,
-    completed,
-    wait_for,
-)
+from harness import compose_demo
+from harness.compose_demo import APPS, Compose, DemoFailed, wait_for, wait_for_completions
 
 FILES = ("docker-compose.yml", "docker-compose.cluster.yml")
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
@@ -103,11 +94,8 @@ def complaints(compose: Compose) -> Counter[str]:
 
 def run_demo(compose: Compose, messages: int) -> None:
     say(f"project {compose.project}: {' + '.join(compose.files)}, {messages} messages")
-    compose("down", "--volumes", "--remove-orphans", timeout=180)
     scale = [arg for stage, n in SCALE.items() for arg in ("--scale", f"{stage}={n}")]
-    started = time.monotonic()
-    compose("up", "--build", "--detach", *scale, timeout=UP_TIMEOUT_S)
-    say(f"up in {time.monotonic() - started:.0f} s (nodes healthy, apps started)")
+    say(f"up in {compose.fresh_up(*scale):.0f} s (nodes healthy, apps started)")
 
     status = json.loads(compose.rabbitmqctl(NODES[0], "cluster_status", "--formatter", "json"))
     running = sorted(status["running_nodes"])
@@ -125,14 +113,10 @@ def run_demo(compose: Compose, messages: int) -> None:
         raise DemoFailed(f"the queue leaders are not spread: {spread(queues)}")
     say(f"every queue has a member on each node; leaders: {spread(queues)}")
 
-    wait_for(
-        lambda: len(completed(compose)) >= messages * KILL_AT,
-        RUN_TIMEOUT_S,
-        f"{KILL_AT:.0%} of the messages to complete",
-    )
+    wait_for_completions(compose, messages * KILL_AT, f"{KILL_AT:.0%} of the messages to complete")
     before = connections(compose)
     say(f"apps connected per node: {dict(before)}")
-    done = len(completed(compose))
+    done = len(compose_demo.completed(compose))
     compose("kill", VICTIM)
     killed_at = time.monotonic()
     say(f"killed {VICTIM} with {done} of {messages} messages completed")
@@ -148,15 +132,11 @@ def run_demo(compose: Compose, messages: int) -> None:
     check_replicas(queues, online=len(NODES) - 1)
     say(f"2 of 3 members online; leaders now: {spread(queues)}")
 
-    seen = wait_for(
-        lambda: len(s := completed(compose)) >= messages and s,
-        RUN_TIMEOUT_S,
-        f"all {messages} messages to complete",
-    )
+    seen = wait_for_completions(compose, messages, f"all {messages} messages to complete")
     say(f"all {messages} completed {time.monotonic() - killed_at:.0f} s after the kill")
     say(f"apps connected per node now: {dict(connections(compose))}")
     say(f"warnings and errors the apps logged: {dict(complaints(compose)) or 'none'}")
-    say(check_outcome(compose, messages, seen))
+    say(compose_demo.check_outcome(compose, messages, seen))
 
     compose("start", VICTIM)
     wait_for(
@@ -168,13 +148,12 @@ def run_demo(compose: Compose, messages: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.cluster_demo", description=__doc__)
-    parser.add_argument("--messages", type=int, default=400, help="messages first publishes")
-    parser.add_argument("--project", default="rabbitholemq-cluster-demo", help="compose project")
+    parser = compose_demo.parser(
+        "python -m harness.cluster_demo", __doc__, messages=400, project="rabbitholemq-cluster-demo"
+    )
     parser.add_argument(
         "--file", action="append", default=[], help="one more compose file (as docker compose -f)"
     )
-    parser.add_argument("--keep", action="store_true", help="leave the containers running")
     args = parser.parse_args(argv)
     env = {
         **PORTS,
@@ -182,18 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "RABBITMQ_ERLANG_COOKIE": secrets.token_hex(16),
     }
     compose = Compose(args.project, [*FILES, *args.file], env)
-    try:
-        run_demo(compose, args.messages)
-    except AssertionError as error:  # DemoFailed, or a wait that timed out
-        say(f"FAILED: {error}")
-        return 1
-    finally:
-        if args.keep:
-            say(f"kept running: docker compose -p {args.project} -f {' -f '.join(compose.files)}")
-        else:
-            compose("down", "--volumes", "--remove-orphans", timeout=180, check=False)
-    say("passed")
-    return 0
+    return compose_demo.run(say, compose, lambda: run_demo(compose, args.messages), args.keep)
 
 
 if __name__ == "__main__":

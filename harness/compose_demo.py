@@ -5,10 +5,12 @@ the checks that every message completed once and nothing died.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -65,6 +67,13 @@ class Compose:
                 found.append((match["container"], record))
         return found
 
+    def fresh_up(self, *options: str) -> float:
+        """`down --volumes`, then `up --build --detach` with `options`: seconds the up took."""
+        self("down", "--volumes", "--remove-orphans", timeout=180)
+        started = time.monotonic()
+        self("up", "--build", "--detach", *options, timeout=UP_TIMEOUT_S)
+        return time.monotonic() - started
+
     def rabbitmqctl(self, node: str, *args: str) -> str:
         return self("exec", "-T", node, "rabbitmqctl", *args, timeout=60)
 
@@ -94,6 +103,11 @@ def completed(compose: Compose) -> dict[str, list[str]]:
         if record.get("message") == "completed":
             seen.setdefault(record["history"][0], []).append(record["broker_message_id"])
     return seen
+
+
+def wait_for_completions(compose: Compose, count: float, what: str) -> dict[str, list[str]]:
+    """`completed(compose)` once `last` has logged at least `count` distinct messages."""
+    return wait_for(lambda: len(seen := completed(compose)) >= count and seen, RUN_TIMEOUT_S, what)
 
 
 def check_outcome(
@@ -141,3 +155,30 @@ def check_outcome(
         f"deliveries recognised), first exited 0, no app died or restarted, "
         f"{len(queues)} queues empty (dead_letter included)"
     )
+
+
+def parser(prog: str, description: str, *, messages: int, project: str) -> argparse.ArgumentParser:
+    """The options every demo takes: how many messages, the compose project, --keep."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--messages", type=int, default=messages, help="messages first publishes")
+    parser.add_argument("--project", default=project, help="compose project")
+    parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    return parser
+
+
+def run(say: Callable[[str], None], compose: Compose, demo: Callable[[], None], keep: bool) -> int:
+    """Run `demo`: exit code 0 if every check passed, 1 (and what failed) if one did. The
+    project's containers and volumes are removed at the end unless `keep`."""
+    try:
+        demo()
+    except AssertionError as error:  # DemoFailed, or a wait that timed out
+        say(f"FAILED: {error}")
+        return 1
+    finally:
+        if keep:
+            files = " -f ".join(compose.files)
+            say(f"kept running: docker compose -p {compose.project} -f {files}")
+        else:
+            compose("down", "--volumes", "--remove-orphans", timeout=180, check=False)
+    say("passed")
+    return 0

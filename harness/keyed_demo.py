@@ -17,24 +17,14 @@ the end unless `--keep`. Needs Docker and Compose v2.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.compose_demo import (
-    BROKER,
-    RUN_TIMEOUT_S,
-    UP_TIMEOUT_S,
-    Compose,
-    DemoFailed,
-    check_outcome,
-    completed,
-    wait_for,
-)
+from harness import compose_demo
+from harness.compose_demo import BROKER, Compose, DemoFailed, wait_for, wait_for_completions
 from harness.processes import ROOT
 from tools.queue_stats import Rabbitmqctl
 
@@ -82,10 +72,7 @@ def replicas(compose: Compose) -> dict[str, str]:
 
 def run_demo(compose: Compose, messages: int, logdir: Path) -> None:
     say(f"project {compose.project}: ORDERING=keyed KEYS={KEYS}, {messages} messages")
-    compose("down", "--volumes", "--remove-orphans", timeout=180)
-    started = time.monotonic()
-    compose("up", "--build", "--detach", "--scale", f"{STAGE}={REPLICAS}", timeout=UP_TIMEOUT_S)
-    say(f"up in {time.monotonic() - started:.0f} s")
+    say(f"up in {compose.fresh_up('--scale', f'{STAGE}={REPLICAS}'):.0f} s")
     names = replicas(compose)
     held = wait_for(
         lambda: len(h := holders(compose)) == PARTITIONS and h,
@@ -97,11 +84,7 @@ def run_demo(compose: Compose, messages: int, logdir: Path) -> None:
     if len(spread) < 2:
         raise DemoFailed(f"every partition on one replica: {held}")
 
-    wait_for(
-        lambda: len(completed(compose)) >= messages * KILL_AT,
-        RUN_TIMEOUT_S,
-        f"{KILL_AT:.0%} of the messages to complete",
-    )
+    wait_for_completions(compose, messages * KILL_AT, f"{KILL_AT:.0%} of the messages to complete")
     victim, count = spread.most_common(1)[0]
     subprocess.run(["docker", "kill", victim], check=True, capture_output=True, timeout=60)
     say(f"killed {victim}, which held {count} of {PARTITIONS} partitions")
@@ -112,12 +95,8 @@ def run_demo(compose: Compose, messages: int, logdir: Path) -> None:
     )
     say(f"partitions per replica now: {dict(Counter(names.get(h, h) for h in moved.values()))}")
 
-    seen = wait_for(
-        lambda: len(s := completed(compose)) >= messages and s,
-        RUN_TIMEOUT_S,
-        f"all {messages} messages to complete",
-    )
-    summary = check_outcome(compose, messages, seen, killed={victim})
+    seen = wait_for_completions(compose, messages, f"all {messages} messages to complete")
+    summary = compose_demo.check_outcome(compose, messages, seen, killed={victim})
     say(summary)
     records = logdir / "last.log"
     records.write_text(compose("logs", "--no-color", "last"))
@@ -136,10 +115,9 @@ def run_demo(compose: Compose, messages: int, logdir: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.keyed_demo", description=__doc__)
-    parser.add_argument("--messages", type=int, default=300, help="messages first publishes")
-    parser.add_argument("--project", default="rabbitholemq-keyed-demo", help="compose project")
-    parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    parser = compose_demo.parser(
+        "python -m harness.keyed_demo", __doc__, messages=300, project="rabbitholemq-keyed-demo"
+    )
     args = parser.parse_args(argv)
     env = {
         **PORTS,
@@ -151,16 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     compose = Compose(args.project, ["docker-compose.yml"], env)
     logdir = ROOT / ".cache" / "keyed-demo"
     logdir.mkdir(parents=True, exist_ok=True)
-    try:
-        run_demo(compose, args.messages, logdir)
-    except AssertionError as error:  # DemoFailed, or a wait that timed out
-        say(f"FAILED: {error}")
-        return 1
-    finally:
-        if not args.keep:
-            compose("down", "--volumes", "--remove-orphans", timeout=180, check=False)
-    say("passed")
-    return 0
+    return compose_demo.run(
+        say, compose, lambda: run_demo(compose, args.messages, logdir), args.keep
+    )
 
 
 if __name__ == "__main__":
