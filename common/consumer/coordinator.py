@@ -39,7 +39,7 @@ from common.consumer.events import (
     Events,
     HandlerFinished,
     Observer,
-    Published,
+    Publishing,
     Received,
     Reconnected,
     Settled,
@@ -180,10 +180,10 @@ class Consumer:
         self.events.emit(HandlerFinished(delivery, outcome, seconds))
         match outcome:
             case Forward(routing_key, body, properties):
+                self.events.emit(Publishing(delivery, routing_key, properties))
                 state.publisher.publish(
                     routing_key, body, properties, lambda: self._forwarded(delivery)
                 )
-                self.events.emit(Published(delivery, routing_key))
             case Done():
                 self._settle(delivery, ack=True)
             case DeadLetter(reason):

@@ -2,14 +2,17 @@
 logging progress, metrics and traces, outside the coordinator's body.
 
 Every event is emitted on the I/O thread, in the order things happened, so an observer needs no
-lock of its own; it must be quick (it runs between frames) and must not raise. Events about one
-message carry its `Delivery` (its properties hold the headers a tracer reads).
+lock of its own; it must be quick (it runs between frames), must not raise, and changes nothing
+but what `Publishing` offers. Events about one message carry its `Delivery` (its properties hold
+the headers a tracer reads).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import pika
 
 from common.consumer.outcomes import Delivery, Outcome
 
@@ -42,10 +45,13 @@ class Confirmed(MessageEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class Published(MessageEvent):
-    """The delivery's output went to `routing_key`; its confirm is awaited."""
+class Publishing(MessageEvent):
+    """The delivery's output is about to go to `routing_key` (its confirm is awaited after).
+    The one event whose observers may change something: a tracer adds its headers to
+    `properties` here."""
 
     routing_key: str
+    properties: pika.BasicProperties
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,7 @@ class Reconnected:
     """A new channel is consuming after the last one was lost."""
 
 
-Event = Received | HandlerFinished | Published | Confirmed | DeadLettered | Settled | Reconnected
+Event = Received | HandlerFinished | Publishing | Confirmed | DeadLettered | Settled | Reconnected
 Observer = Callable[[Event], None]
 
 

@@ -616,7 +616,7 @@ def test_what_becomes_of_each_message_is_told_to_observers(rig: Rig) -> None:
         ("Received", 1),
         ("Received", 2),
         ("HandlerFinished", 1),
-        ("Published", 1),
+        ("Publishing", 1),
         ("HandlerFinished", 2),
         ("Confirmed", 1),
         ("Settled", 1),
