@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -61,12 +62,52 @@ def compose_config(compose_bin: str, env_file: Path, *options: str) -> dict:
     return json.loads(result.stdout)
 
 
+def compose_model(compose_bin: str, directory: Path, settings: str = "", *options: str) -> dict:
+    """The model `docker compose config` resolves with an env file of `settings` alone."""
+    env_file = directory / "compose.env"
+    env_file.write_text(settings)
+    return compose_config(compose_bin, env_file, *options)
+
+
+def image_sources(dockerfile: str) -> list[str]:
+    """What a Dockerfile (or stage)'s COPY lines take, once it is checked to run as a user of
+    its own, not root."""
+    [user] = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+    assert user not in ("root", "0", "0:0")
+    return [
+        source
+        for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.M)
+        for source in line.split()[:-1]
+        if not source.startswith("--")
+    ]
+
+
+def import_in_image(sources: Sequence[str], app: Path, code: str) -> None:
+    """Run `python -c code` in `app`, which holds only the Dockerfile's COPY `sources`, with
+    nothing of this machine's environment but PATH: what the image's Python can import."""
+    for source in sources:
+        path = ROOT / source
+        if path.is_dir():
+            shutil.copytree(path, app / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (app / source).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, app / source)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=app,
+        env={"PATH": os.environ.get("PATH", os.defpath), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture
 def defaults(compose_bin: str, tmp_path: Path) -> dict:
     """The model with nothing set: what `docker compose up` uses out of the box."""
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
-    return compose_config(compose_bin, empty)
+    return compose_model(compose_bin, tmp_path)
 
 
 def seconds(duration: str) -> float:
@@ -188,36 +229,12 @@ def test_image_holds_what_the_commands_run(defaults: dict, tmp_path: Path) -> No
     """The runtime stage's COPY sources alone are enough to import every service's module."""
     dockerfile = stages()["runtime"]
     assert re.search(r"^FROM python:3\.\d+-slim AS runtime$", dockerfile, re.M)
-    [user] = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
-    assert user not in ("root", "0", "0:0")
-    sources = [
-        source
-        for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.M)
-        for source in line.split()[:-1]
-        if not source.startswith("--")
-    ]
+    sources = image_sources(dockerfile)
     assert "requirements.txt" in sources
-    app = tmp_path / "app"
     for source in sources:
         assert not source.startswith(("tests", ".", "tools", "harness", "bench")), source
-        path = ROOT / source
-        if path.is_dir():
-            shutil.copytree(path, app / source, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (app / source).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, app / source)
     modules = sorted({defaults["services"][name]["command"][2] for name in APP_SERVICES})
-    imports = "; ".join(f"import {module}.__main__" for module in modules)
-    result = subprocess.run(
-        [sys.executable, "-c", imports],
-        cwd=app,
-        env={"PATH": os.environ.get("PATH", os.defpath), "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    import_in_image(sources, tmp_path / "app", "; ".join(f"import {m}.__main__" for m in modules))
 
 
 def stages() -> dict[str, str]:
@@ -239,9 +256,7 @@ def test_the_default_target_is_the_runtime_and_the_tools_run_as_the_app_user() -
 
 
 def test_the_tools_profile_builds_its_own_image(compose_bin: str, tmp_path: Path) -> None:
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
-    services = compose_config(compose_bin, empty, "--profile", "tools")["services"]
+    services = compose_model(compose_bin, tmp_path, "", "--profile", "tools")["services"]
     assert {"watch", "report"} <= set(services)
     for name in ("watch", "report"):
         assert services[name]["build"]["target"] == "tools", name

@@ -4,11 +4,6 @@ its own built once, loopback-only ports, and an image that holds what the comman
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +12,14 @@ from common.topology import STAGES
 from harness.deployment import HTTP, twin
 from harness.processes import ROOT
 from http_pipeline.settings import port_of
-from tests.unit.test_compose_file import APP_SERVICES, BROKER, STORE, compose_config
+from tests.unit.test_compose_file import (
+    APP_SERVICES,
+    BROKER,
+    STORE,
+    compose_model,
+    image_sources,
+    import_in_image,
+)
 
 DOCKERFILE = ROOT / "Dockerfile.http"
 STAGE_SERVICES = {stage: twin(stage) for stage in STAGES}
@@ -27,9 +29,7 @@ HTTP_SERVICES = tuple(HTTP)  # http_first and the servers
 
 @pytest.fixture
 def http_profile(compose_bin: str, tmp_path: Path) -> dict:
-    env_file = tmp_path / "http.env"
-    env_file.write_text("COMPOSE_PROFILES=http\n")
-    return compose_config(compose_bin, env_file)
+    return compose_model(compose_bin, tmp_path, "COMPOSE_PROFILES=http\n")
 
 
 def test_the_profile_adds_the_http_pipeline_beside_the_broker_one(http_profile: dict) -> None:
@@ -81,33 +81,9 @@ def test_one_image_of_its_own_built_once_and_loopback_ports(http_profile: dict) 
 
 
 def test_the_image_holds_what_the_commands_run(http_profile: dict, tmp_path: Path) -> None:
-    dockerfile = DOCKERFILE.read_text()
-    [user] = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
-    assert user not in ("root", "0", "0:0")
-    sources = [
-        source
-        for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.M)
-        for source in line.split()[:-1]
-    ]
+    sources = image_sources(DOCKERFILE.read_text())
     assert "requirements-http.txt" in sources
-    app = tmp_path / "app"
-    for source in sources:
-        path = ROOT / source
-        if path.is_dir():
-            shutil.copytree(path, app / source, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (app / source).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, app / source)
     modules = {http_profile["services"][name]["command"][2] for name in HTTP_SERVICES}
     assert modules == {"http_pipeline.first", "http_pipeline.service", "http_pipeline.last"}
     imports = "; ".join(f"import {module}" for module in sorted(modules))
-    result = subprocess.run(
-        [sys.executable, "-c", imports + "; import http_pipeline.health"],
-        cwd=app,
-        env={"PATH": os.environ.get("PATH", os.defpath), "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    import_in_image(sources, tmp_path / "app", imports + "; import http_pipeline.health")

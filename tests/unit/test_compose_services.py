@@ -9,7 +9,7 @@ import pytest
 from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES
 from harness.deployment import BROKER, CONSUMES, HTTP, Process, http_env, twin
 from tests.unit.test_compose_file import BROKER as BROKER_SERVICE
-from tests.unit.test_compose_file import STORE, compose_config
+from tests.unit.test_compose_file import STORE, compose_model
 
 HTTP_PORT = 8000  # every HTTP server of the compose file listens on it, at its service's name
 DESCRIBED = {**BROKER, **HTTP}
@@ -21,9 +21,8 @@ WIRING = {key for process in DESCRIBED.values() for key in process.env} | {"HTTP
 @pytest.fixture(scope="module")
 def services(compose_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Every service of both pipelines, with nothing else set (resolved once: it only reads)."""
-    env_file = tmp_path_factory.mktemp("compose") / "both.env"
-    env_file.write_text("COMPOSE_PROFILES=http\n")
-    return compose_config(compose_bin, env_file)["services"]
+    directory = tmp_path_factory.mktemp("compose")
+    return compose_model(compose_bin, directory, "COMPOSE_PROFILES=http\n")["services"]
 
 
 def expected_env(process: Process) -> dict[str, str]:
