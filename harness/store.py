@@ -21,7 +21,8 @@ import redis
 
 from harness.private_broker import free_ports
 from harness.processes import wait_for
-from last.store import RedisStore, StoreSettings, glob_escape
+from last.store_settings import StoreSettings
+from tools.store_reader import glob_escape, stored_records
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -49,11 +50,7 @@ class StoreKeys:
 
     def records(self) -> dict[str, dict]:
         """The records stored so far, by broker_message_id."""
-        store = RedisStore(self.settings)
-        try:
-            return {key: json.loads(record) for key, record in store.records()}
-        finally:
-            store.close()
+        return {key: json.loads(record) for key, record in stored_records(self.settings)}
 
     def delete(self) -> None:
         client = redis.Redis.from_url(self.url)

@@ -1,5 +1,9 @@
 """`python -m last`: the end of the pipeline. Keeps and logs each finished message once
-(`last.sink`), in the store `last.store` opens, and stops after EXPECTED_MESSAGES if set."""
+(`last.sink`), in the store `last.stores` opens, and stops after EXPECTED_MESSAGES if set.
+
+The store is opened before the consumer and closed after it has drained, so that what the
+consumer finished is written; a bug in the store's writer stops the consumer and ends the
+process with exit code 1 (its traceback logged once, by the writer)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from common.main import run, serve
 from common.progress import Progress, progress_interval
 from common.settings import BrokerSettings, Env
 from last.sink import Sink, open_results
-from last.store import StoreRefused, StoreSettings, open_store
+from last.store import StoreRefused
+from last.store_settings import StoreSettings
+from last.stores import open_store
 
 log = logging.getLogger("last")
 
@@ -24,17 +30,27 @@ def main(env: Env) -> int:
     expected = env.integer("EXPECTED_MESSAGES", 0, minimum=0, maximum=10**9)
     progress = Progress(log, progress_interval(env), expected or None)
     results_path = env.text("RESULTS_FILE", "", max_length=4096)
+    failures: list[BaseException] = []
+    consumer: Consumer | None = None
+
+    def store_failed(error: BaseException) -> None:
+        failures.append(error)
+        if consumer is not None:
+            consumer.request_stop()
+
     try:
-        store = open_store(store_settings)
+        with (
+            open_results(results_path) as results,
+            open_store(store_settings, store_failed) as store,
+        ):
+            sink = Sink(store, expected, progress, results)
+            consumer = sink.consumer = Consumer(broker, settings, sink)
+            serve(consumer)
+            sink.log_summary()
     except StoreRefused as error:
         log.error(str(error))
         return 1
-    with open_results(results_path) as results:
-        sink = Sink(store, expected, progress, results)
-        sink.consumer = Consumer(broker, settings, sink)
-        serve(sink.consumer)
-        sink.log_summary()
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

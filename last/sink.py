@@ -1,7 +1,9 @@
 """The sink's handler: each finished message's record stored once, then logged and counted.
 
 Each finished message's record goes to the store (`last.store`) under its broker_message_id
-before its ack; it is logged `completed` if this write stored it, `duplicate` if the id was there.
+before its ack; it is logged `completed` if this write stored it, `duplicate` if the id was there
+with its line written, and `completed` with `"recovered": true` (the stored record, as it first
+completed) if the id was there but the `last` that stored it died before writing its line.
 The HTTP pipeline's `last` (`http_pipeline.last`) uses the same Sink, so the report reads both.
 """
 
@@ -13,13 +15,13 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import TextIO
+from typing import Any, TextIO
 
 from common.consumer import Consumer
 from common.messages import Message
 from common.progress import Progress
 from common.settings import SettingsError
-from last.store import Store
+from last.store import Answer, Store, Verdict
 from last.tally import Tally
 
 log = logging.getLogger("last")
@@ -29,10 +31,9 @@ class Sink:
     """The handler: store the record, log and count it, and stop after EXPECTED_MESSAGES if set.
 
     It hands the record to the store and returns a Future at once: the message is settled when
-    the store has answered, and a store that does not answer holds it unacked, with no thread
-    waiting. The `completed` line is written as soon as the store has answered (by the store's
-    writer), so that a `last` killed in between leaves as few stored records without their line
-    as it can.
+    the store has answered and the line is out, and a store that does not answer holds it
+    unacked, with no thread waiting. The line is written as soon as the store has answered (on
+    the store's writer thread), before the store marks it written.
     With RESULTS_FILE set, the completed, duplicate and summary records also go to that file,
     one JSON object per line, for `python -m tools.report`.
     """
@@ -49,39 +50,30 @@ class Sink:
         self.consumer: Consumer | None = None
 
     def __call__(self, message: Message) -> Future[None]:
-        completed_at = time.time()
         record = {
             "history": list(message.history),
             "broker_message_id": message.message_id,
             "run_id": message.run_id,
             "key": message.key,
-            "data": {**message.data, "completed_at": completed_at},
+            "data": {**message.data, "completed_at": time.time()},
         }
-        settled: Future[None] = Future()
-
-        def answered(stored: Future[bool]) -> None:
-            try:
-                self._answered(message, completed_at, record, stored=stored.result())
-            except Exception as error:  # the message is not settled: it goes back to the queue
-                settled.set_exception(error)
-            else:
-                settled.set_result(None)
-
         record_json = json.dumps(record, separators=(",", ":"))
-        self._store.add(message.message_id, record_json).add_done_callback(answered)
-        return settled
+        return self._store.add(
+            message.message_id, record_json, lambda answer: self._answered(message, record, answer)
+        )
 
-    def _answered(
-        self, message: Message, completed_at: float, record: dict[str, object], *, stored: bool
-    ) -> None:
+    def _answered(self, message: Message, record: dict[str, Any], answer: Answer) -> None:
         """Count and log a message once the store has answered for its record."""
+        if answer.verdict is Verdict.RECOVERED:  # the stored record, as it first completed
+            record = {**json.loads(answer.record), "recovered": True}
+        completed = answer.verdict is not Verdict.DUPLICATE
         with self._lock:
-            if stored:
-                self._tally.record(message, completed_at)
+            if completed:
+                self._tally.record(message, record["data"]["completed_at"])
             else:
                 self._tally.record_duplicate()
-            done = stored and self._tally.completed == self._expected
-            self._emit("completed" if stored else "duplicate", record)
+            done = completed and self._tally.completed == self._expected
+            self._emit("completed" if completed else "duplicate", record)
             self._progress.update(self._tally.completed, duplicates=self._tally.duplicates)
         if done and self.consumer is not None:
             self.consumer.request_stop()

@@ -17,8 +17,11 @@ from common.topology import SINK_QUEUE, STAGES
 from harness.broker import Vhost
 from harness.processes import Proc, wait_for
 from harness.store import NoRedisServer, PrivateRedis, StoreKeys
-from last.store import RedisStore, StoreRefused, StoreSettings, StoreUnavailable
+from last.redis_store import RECOVER_AFTER, RedisStore
+from last.store import Answer, Later, StoreRefused, StoreUnavailable, Verdict
+from last.store_settings import StoreSettings
 from tests.unit.test_report import results_records, run_report, write_lines
+from tools.store_reader import stored_records, unwritten_lines
 
 RETRYING = "the store does not answer: holding messages unacked until it does"
 BACK = "the store answers again"
@@ -49,18 +52,45 @@ def ids(proc: Proc, kind: str) -> list[str]:
 
 def test_a_record_goes_in_once(store: StoreKeys) -> None:
     redis_store = RedisStore(store.settings)
-    assert redis_store.insert([("a", "1"), ("b", "2"), ("a", "3")]) == [True, True, False]
-    assert redis_store.insert([("b", "other")]) == [False]
+    assert redis_store.insert([("a", "1"), ("b", "2")]) == [
+        Answer(Verdict.COMPLETED, "1"),
+        Answer(Verdict.COMPLETED, "2"),
+    ]
+    redis_store.mark_written(["a", "b"])
+    assert redis_store.insert([("b", "other")]) == [Answer(Verdict.DUPLICATE, "other")]
     # The same record again is our own earlier write whose reply was lost: it counts as ours.
-    assert redis_store.insert([("a", "1")]) == [True]
-    assert sorted(redis_store.records()) == [("a", "1"), ("b", "2")]
+    redis_store.insert([("c", "3")])
+    assert redis_store.insert([("c", "3")]) == [Answer(Verdict.COMPLETED, "3")]
+    assert sorted(stored_records(store.settings)) == [("a", "1"), ("b", "2"), ("c", "3")]
+    assert unwritten_lines(store.settings) == 1  # c's line is not marked written yet
+
+
+def test_a_record_whose_line_was_never_written_is_written_by_one_last(store: StoreKeys) -> None:
+    """`killed` stores a record and dies before its line; `recovering` meets it (with no wait
+    for the test's sake) and claims it; `other` is then told to ask again later, and once the
+    line is marked written, that the id is a duplicate."""
+    killed, other = RedisStore(store.settings), RedisStore(store.settings)
+    recovering = RedisStore(store.settings, recover_after=0.0)
+    killed.insert([("x", "as first completed")])
+    assert other.insert([("x", "redelivered")]) == [Later(pytest.approx(RECOVER_AFTER, abs=1))]
+    assert recovering.insert([("x", "redelivered")]) == [
+        Answer(Verdict.RECOVERED, "as first completed")
+    ]
+    [later] = other.insert([("x", "redelivered again")])
+    assert isinstance(later, Later) and 0 < later.seconds <= RECOVER_AFTER
+    recovering.mark_written(["x"])
+    assert other.insert([("x", "redelivered again")]) == [
+        Answer(Verdict.DUPLICATE, "redelivered again")
+    ]
+    assert list(stored_records(store.settings)) == [("x", "as first completed")]
+    assert unwritten_lines(store.settings) == 0
 
 
 def test_records_are_read_by_their_prefix_taken_literally(store: StoreKeys) -> None:
     literal = StoreSettings(store.url, store.prefix + "[x]*")
     RedisStore(literal).insert([("mine", "1")])
     RedisStore(StoreSettings(store.url, store.prefix + "x")).insert([("not mine", "2")])
-    assert list(RedisStore(literal).records()) == [("mine", "1")]
+    assert list(stored_records(literal)) == [("mine", "1")]
 
 
 def test_check_tells_a_refusal_from_an_absence(store: StoreKeys) -> None:
@@ -170,6 +200,35 @@ def test_with_the_store_down_last_holds_messages_unacked_then_completes_them(
     assert vhost.depth("dead_letter") == 0
     second.signal(signal.SIGTERM)
     assert second.wait(20) == 0, second.tail()
+
+
+def test_last_writes_the_line_a_killed_last_never_wrote(
+    start, vhost: Vhost, store: StoreKeys
+) -> None:
+    """The store holds the record, its line never written (its `last` died in between); the
+    message comes back: it is logged `completed`, recovered, with the record as stored."""
+    message = finished(1)
+    stored = {
+        "history": list(message.history),
+        "broker_message_id": message.message_id,
+        "run_id": None,
+        "key": None,
+        "data": {**message.data, "completed_at": message.data["created_at"] + 1},
+    }
+    RedisStore(store.settings).insert([(message.message_id, json.dumps(stored))])
+    last = start("last", PROGRESS_INTERVAL=0, **store.env)
+    wait_for(lambda: last.messages("consuming"), 30, "last consuming")
+    publish(vhost, [message])
+    wait_for(lambda: last.messages("completed"), 30, "the line")
+    [line] = last.messages("completed")
+    assert line["recovered"] is True
+    assert line["data"] == stored["data"]
+    assert not last.messages("duplicate")
+    wait_for(lambda: vhost.depth(SINK_QUEUE) == 0, 10, "the message acked")
+    assert unwritten_lines(store.settings) == 0
+    publish(vhost, [message])  # once more: now it is a duplicate
+    wait_for(lambda: last.messages("duplicate"), 30, "the duplicate")
+    assert len(last.messages("completed")) == 1
 
 
 def test_last_refused_by_its_store_says_so_in_one_line(start, store: StoreKeys) -> None:

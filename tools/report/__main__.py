@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from common.settings import Env, redact_url
-from last.store import DEFAULT_KEY_PREFIX, StoreSettings, check_store_url
+from last.store_settings import DEFAULT_KEY_PREFIX, StoreSettings, check_store_url
 from tools.cli import ArgumentParser, CliError, run_cli
 from tools.report.analysis import PERCENTILES, Analysis, analyse
 from tools.report.dead_letters import dead_letter_depth

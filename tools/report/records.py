@@ -16,8 +16,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from last.store import RedisStore, StoreRefused, StoreSettings, StoreUnavailable
+from last.store import StoreRefused, StoreUnavailable
+from last.store_settings import StoreSettings
 from tools.cli import RUN_FAILED, CliError
+from tools.store_reader import stored_records
 
 KINDS = ("completed", "duplicate")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -85,13 +87,10 @@ def read_records(path: Path) -> Records:
 def read_store(settings: StoreSettings) -> Records:
     """The records `last` keeps in its store: one `completed` record per id."""
     where = f"the store at {settings.display_url}"
-    store = RedisStore(settings)
     try:
-        found = sorted(store.records())
+        found = sorted(stored_records(settings))
     except (StoreUnavailable, StoreRefused) as error:
         raise CliError(f"cannot read {where}: {error}", RUN_FAILED) from None
-    finally:
-        store.close()
     if not found:
         raise CliError(
             f"{where} holds no records under {settings.key_prefix}* (is STORE_KEY_PREFIX "
