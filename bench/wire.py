@@ -67,8 +67,12 @@ def pipeline_steps(register: Callable[[str, Callable[[Payload], Any]], Step]) ->
     records it (BENCH_RESULTS). `register(queue, function)` makes the framework's task (a Celery
     task, a Dramatiq actor) of `function` on `queue`, named after the queue."""
     recorder = Recorder(os.environ.get("BENCH_RESULTS", os.devnull))
+
+    def sink(message: Payload) -> None:  # a function: Celery counts a bound method's `self`
+        recorder.record(message)
+
     steps = [register(stage, _stamping(stage)) for stage in STAGES]
-    return [*steps, register(SINK_QUEUE, recorder.record)]
+    return [*steps, register(SINK_QUEUE, sink)]
 
 
 def _stamping(stage: str) -> Callable[[Payload], Payload]:
