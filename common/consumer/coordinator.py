@@ -87,7 +87,7 @@ class Consumer:
         self._per_consumer = -(-settings.prefetch // len(self._inputs))
         self.connection = connect(broker, self, queues, self._per_consumer, name=identity)
         self.events = Events(observers)
-        self._processor = Processor(handler, broker, settings.queue, next_queue)
+        self._processor = Processor(handler, broker, settings.queue, next_queue or "")
         hand_back = HandBack(self.connection.call_threadsafe, self._on_result)
         self._pool = pool(settings.workers, self._process, hand_back)
         self._generations = itertools.count(1)

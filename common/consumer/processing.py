@@ -13,6 +13,7 @@ settled when it resolves, with no worker thread held):
 from __future__ import annotations
 
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from common.consumer.outcomes import (
     DeadLetter,
@@ -31,30 +32,26 @@ from common.settings import BrokerSettings
 from common.topology import route, stages_before
 
 
+@dataclass(frozen=True)
 class Processor:
     """Turns a delivery of `queue` into its outcome with `handler`; outputs go to `next_queue`
-    (None: the handler is the sink, and its result must be None). Safe on any thread."""
+    ("": the handler is the sink, and its result must be None). Safe on any thread."""
 
-    def __init__(
-        self, handler: Handler, broker: BrokerSettings, queue: str, next_queue: str | None
-    ) -> None:
-        self._handler = handler
-        self._broker = broker
-        self._queue = queue
-        self._next_queue = next_queue or ""
-        self._stages_before = stages_before(queue)
+    handler: Handler
+    broker: BrokerSettings
+    queue: str
+    next_queue: str = ""
 
     def process(self, delivery: Delivery) -> Outcome | Future[Outcome]:
         unreadable = undecodable_reason(delivery.properties.headers)
         if unreadable is not None:
             return DeadLetter(unreadable)
         try:
-            message = Message.decode(
-                delivery.body, delivery.properties, self._broker.max_body_bytes
-            )
-            if self._stages_before is not None:
-                message.require_stages(self._stages_before, self._queue)
-            output = self._handler(message)
+            message = Message.decode(delivery.body, delivery.properties, self.broker.max_body_bytes)
+            stages = stages_before(self.queue)
+            if stages is not None:
+                message.require_stages(stages, self.queue)
+            output = self.handler(message)
             if not isinstance(output, Future):
                 return self._outcome(output)
         except Exception as error:
@@ -74,7 +71,7 @@ class Processor:
     def _outcome(self, output: Result) -> Outcome:
         if output is None:
             return Done()
-        routing_key = route(self._next_queue, output.partition_key, self._broker)
+        routing_key = route(self.next_queue, output.partition_key, self.broker)
         return Forward(routing_key, *output.encode())
 
 
