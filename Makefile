@@ -23,10 +23,17 @@ IMAGE_STAMP := $(IMAGE_VENV)/.installed
 .PHONY: test test-unit test-docker test-unit-image-python lint format venv compose-bin \
 	reliability report watch bench compare clean cluster-demo keyed-demo
 
+# Most of the suite waits rather than computes (brokers stopped and started, outages held,
+# spikes drained), so `make test` runs it on more workers than there are cores (pytest-xdist).
+# Tests that must share one worker say so with an xdist_group (one cluster for the cluster
+# module), which `--dist loadgroup` honours. TEST_WORKERS=1 runs it all in this process.
+TEST_WORKERS ?= 4
+PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 # Everything: lint, the unit tests on the image's Python, then every test (unit, integration,
 # faults) against the broker at AMQP_URL, or a throwaway one in Docker (see the README).
 test: venv compose-bin lint test-unit-image-python
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL)
 
 # The quick loop: no broker, a few seconds.
 test-unit: venv
