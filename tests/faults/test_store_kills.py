@@ -10,10 +10,12 @@ busy, holding records, when it is killed; each victim is replaced at once.
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 
 from common.topology import SINK_QUEUE
 from harness.broker import Vhost
+from harness.pipeline import Row, report
 from harness.processes import Proc, wait_for
 from harness.store import StoreKeys
 from tests.integration.test_store import finished, publish
@@ -26,6 +28,7 @@ REPLICAS = 2
 
 
 def test_twenty_kills_leave_no_id_without_its_line(start, vhost: Vhost, store: StoreKeys) -> None:
+    started = time.monotonic()
     vhost.declare(SINK_QUEUE)
     messages = [finished(seq) for seq in range(1, COUNT + 1)]
     publish(vhost, messages)
@@ -65,6 +68,19 @@ def test_twenty_kills_leave_no_id_without_its_line(start, vhost: Vhost, store: S
     print(
         f"\n{KILLS} kills, {COUNT} ids: {len(missing)} without a completed line, {twice} lines "
         f"twice, {recovered} recovered lines"
+    )
+    report(
+        Row(
+            scenario=f"`last` SIGKILLed {KILLS} times on a full queue, sharing its store",
+            messages=COUNT,
+            lost=len(missing),
+            duplicates_delivered=sum(len(p.messages("duplicate")) for p in lasts) + recovered,
+            duplicates_logged=twice,
+            dead_lettered=vhost.depth("dead_letter"),
+            seconds=round(time.monotonic() - started, 1),
+            notes=f"lost: ids without a completed line; {recovered} lines written recovered; "
+            f"lines twice within the bound of {KILLS * PREFETCH} (PREFETCH per kill)",
+        )
     )
     assert not missing
     assert twice <= KILLS * PREFETCH
