@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from common.consumer import Consumer, ConsumerSettings
 from common.main import run, serve
+from common.progress import Progress, SettledProgress, progress_interval
 from common.settings import BrokerSettings, Env, SettingsError
 from common.topology import following_queue
 from service.work import Stage, WorkSettings
@@ -22,7 +25,9 @@ def main(env: Env) -> int:
             "RABBITMQ_NEXT_QUEUE", next_queue, "a queue other than RABBITMQ_QUEUE must be set"
         )
     stage = Stage(WorkSettings.from_env(env, consumer_settings.queue))
-    serve(Consumer(broker, consumer_settings, stage, next_queue))
+    progress = Progress(logging.getLogger("service"), progress_interval(env), expected=None)
+    observers = (SettledProgress(progress),)
+    serve(Consumer(broker, consumer_settings, stage, next_queue, observers=observers))
     return 0
 
 

@@ -21,7 +21,7 @@ def assert_all_completed_once(completed: list[dict], count: int) -> None:
 def test_thousand_messages_complete_exactly_once(start, start_services, vhost: Vhost) -> None:
     count = 1000
     last = start("last", EXPECTED_MESSAGES=count, PROGRESS_INTERVAL=0.1)
-    start_services(WORKERS=10)
+    services = start_services(WORKERS=10, PROGRESS_INTERVAL=0.1)
     first = start("first", NUMBER_OF_MESSAGES=count, PUBLISH_RATE=2000, PROGRESS_INTERVAL=0.1)
 
     assert first.wait(60) == 0, first.tail()
@@ -42,6 +42,10 @@ def test_thousand_messages_complete_exactly_once(start, start_services, vhost: V
         assert all(r["expected"] == count and r["rate_per_s"] > 0 for r in progress)
         done = [r["done"] for r in progress]
         assert done == sorted(done) and done[-1] <= count
+    for proc in services.values():  # a stage counts what it settled, and expects no number
+        progress = proc.messages("progress")
+        assert 1 <= len(progress) < count / 10, proc.name
+        assert all(r["expected"] is None and r["done"] <= count for r in progress)
 
 
 def test_first_fails_clearly_when_the_broker_is_unreachable(start) -> None:
