@@ -25,10 +25,12 @@ IMAGE_STAMP := $(IMAGE_VENV)/.installed
 
 # Most of the suite waits rather than computes (brokers stopped and started, outages held,
 # spikes drained), so `make test` runs it on more workers than there are cores (pytest-xdist).
-# Tests that must share one worker say so with an xdist_group (one cluster for the cluster
-# module), which `--dist loadgroup` honours. TEST_WORKERS=1 runs it all in this process.
+# `--dist loadfile` keeps each module on one worker, so that a module's shared fixture (the
+# cluster of tests/faults/test_cluster.py) starts once. (`--dist loadgroup` would group finer,
+# but pytest-xdist 3.8 cannot tag pytest 9.2's test ids, and groups nothing.)
+# TEST_WORKERS=1 runs everything in one process.
 TEST_WORKERS ?= 4
-PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Everything: lint, the unit tests on the image's Python, then every test (unit, integration,
 # faults) against the broker at AMQP_URL, or a throwaway one in Docker (see the README).

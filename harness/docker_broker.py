@@ -5,6 +5,11 @@ the compose file's broker image (the same RabbitMQ the demo runs) in a container
 with a random user and password, its AMQP port published on a free port of 127.0.0.1, and point
 AMQP_URL and RABBITMQCTL (`docker exec NAME rabbitmqctl`) at it. The container is removed at the
 end, whatever happened (`--rm`, and `docker rm -f`).
+
+In a parallel run (pytest-xdist) the workers share one container: the run names it and its
+password before any worker starts (`shared_identity`), the first worker that needs a broker
+starts it under a file lock, the others attach to it (`DockerBroker.attach`), and the run
+removes it when every worker is done.
 """
 
 from __future__ import annotations
@@ -62,14 +67,27 @@ def docker_available() -> bool:
     return True
 
 
-class DockerBroker:
-    """One RabbitMQ container; `start()` then `stop()`, which removes it."""
+SHARED = "RHTEST_SHARED_BROKER"  # "NAME PASSWORD" of a parallel run's throwaway broker
 
-    def __init__(self, image: str | None = None) -> None:
+
+def new_identity() -> str:
+    """A container name and a password for a throwaway broker, as `SHARED` holds them."""
+    return f"rhtest-broker-{secrets.token_hex(4)} {secrets.token_hex(12)}"
+
+
+def shared_identity() -> str | None:
+    """The parallel run's throwaway broker (`SHARED`), or None outside such a run."""
+    return os.environ.get(SHARED) or None
+
+
+class DockerBroker:
+    """One RabbitMQ container; `start()` (or `attach()` to a running one) then `stop()`, which
+    removes it. `identity` ("NAME PASSWORD", see `new_identity`) names a shared one."""
+
+    def __init__(self, image: str | None = None, identity: str | None = None) -> None:
         self.image = image or broker_image()
-        self.name = f"rhtest-broker-{secrets.token_hex(4)}"
+        self.name, self.password = (identity or new_identity()).split()
         self.user = "rhtest"
-        self.password = secrets.token_hex(12)
         self.port = 0
         self.url = ""
         self.management_url = ""
@@ -84,6 +102,21 @@ class DockerBroker:
             "--publish", "127.0.0.1::15672",
             self.image,
         )  # fmt: skip
+        self._find_ports()
+
+    def attach(self) -> bool:
+        """Use the container of this name if it runs (started by another worker); False if
+        there is none."""
+        try:
+            running = docker("inspect", "--format", "{{.State.Running}}", self.name).strip()
+        except DockerUnavailable:
+            return False
+        if running != "true":
+            return False
+        self._find_ports()
+        return True
+
+    def _find_ports(self) -> None:
         self.port = self._host_port(5672)
         self.url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/%2F"
         self.management_url = f"http://127.0.0.1:{self._host_port(15672)}"

@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +20,14 @@ import pytest
 from common.settings import redact_url
 from common.topology import STAGES, following_queue
 from harness.broker import Vhost, broker_url, refusal
-from harness.docker_broker import DockerBroker, DockerUnavailable, docker_available
+from harness.docker_broker import (
+    SHARED,
+    DockerBroker,
+    DockerUnavailable,
+    docker_available,
+    new_identity,
+    shared_identity,
+)
 from harness.processes import Launcher, Proc
 from harness.store import StoreKeys, answers
 
@@ -34,16 +44,52 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(kind)
 
 
+def parallel_controller(config: pytest.Config) -> bool:
+    """This process runs pytest-xdist's workers (`-n N`) rather than tests."""
+    return bool(config.getoption("numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A parallel run names its throwaway broker before its workers start (they inherit the
+    environment), so that the workers share one container if they need one."""
+    if parallel_controller(config):
+        os.environ[SHARED] = new_identity()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Every worker is done: the parallel run's throwaway broker goes, if one was started."""
+    identity = os.environ.pop(SHARED, None)
+    if identity and parallel_controller(config):
+        broker = DockerBroker(identity=identity)
+        broker.stop()
+        lock_file(broker.name).unlink(missing_ok=True)
+
+
 def say(config: pytest.Config, line: str) -> None:
     """One line on the terminal, whatever pytest captures (a fixture's print shows only when a
-    test fails)."""
+    test fails; a parallel run's worker has no terminal of its own, but its stderr's)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
+    if capture is None:
         print(line, file=sys.stderr)
         return
     with capture.global_and_fixture_disabled():
-        reporter.write_line(line)
+        if reporter is None or hasattr(config, "workerinput"):
+            print(line, file=sys.stderr)
+        else:
+            reporter.write_line(line)
+
+
+def lock_file(name: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"{name}.lock"
+
+
+@contextlib.contextmanager
+def exclusive(name: str) -> Iterator[None]:
+    """One process at a time in the block, among all that use `name` (a file lock in /tmp)."""
+    with lock_file(name).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -63,14 +109,18 @@ def base_url(pytestconfig: pytest.Config) -> Iterator[str]:
             "of yours (see the README's Tests section)",
             returncode=3,
         )
-    broker = DockerBroker()
-    say(
-        pytestconfig,
-        f"\nno broker at {redact_url(url)} ({problem}): running a throwaway {broker.image} in "
-        f"Docker ({broker.name}) for these tests; it is removed at the end",
-    )
+    shared = shared_identity()  # a parallel run's, which its first worker starts
+    broker = DockerBroker(identity=shared)
     try:
-        broker.start()
+        with exclusive(broker.name) if shared else contextlib.nullcontext():
+            if not (shared and broker.attach()):
+                say(
+                    pytestconfig,
+                    f"\nno broker at {redact_url(url)} ({problem}): running a throwaway "
+                    f"{broker.image} in Docker ({broker.name}) for these tests; it is removed "
+                    "at the end",
+                )
+                broker.start()
     except DockerUnavailable as error:
         broker.stop()
         pytest.exit(f"could not start a throwaway broker in Docker: {error}", returncode=3)
@@ -79,7 +129,8 @@ def base_url(pytestconfig: pytest.Config) -> Iterator[str]:
     try:
         yield broker.url
     finally:
-        broker.stop()
+        if not shared:  # a shared one outlives this worker: the run removes it at its end
+            broker.stop()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -32,10 +32,6 @@ from harness.processes import Proc, wait_for
 from tests.faults.test_broker_faults import COUNT, PIPELINE_ENV, PUBLISH_RATE
 from tests.unit.test_watch import CLOSED, rows, run_watch
 
-# One cluster serves the module (`cluster` below): in a parallel run, every test here goes to
-# the same worker (`--dist loadgroup`), which starts the cluster once.
-pytestmark = pytest.mark.xdist_group("cluster")
-
 REPLICAS = 2
 ROLLING_PUBLISH_RATE = 50  # about 40 s of publishing: the three restarts all land mid-run
 NO_MAJORITY_FOR = 10.0  # seconds two of the three nodes stay down
