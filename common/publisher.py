@@ -39,6 +39,23 @@ Confirmed = Callable[[], None]
 REFUSAL_ROUNDS = 3  # rounds of refusals (0.5 + 1 + 2 s) before the channel is given up
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The broker nacked `count` publishes: they go out again after a pause."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Returned:
+    """The broker returned a publish to `routing_key`: no queue of that name."""
+
+    routing_key: str
+
+
+PublisherEvent = Refused | Returned
+
+
 @dataclass(frozen=True)
 class _Publish:
     routing_key: str
@@ -51,17 +68,20 @@ class ConfirmedPublisher:
     """Publishes on one confirm-mode channel; calls each publish's `on_confirmed` once the broker
     has it, publishing again what it refuses. `start_over(reason)` is told when the channel
     cannot be used as it is (a queue is missing, or the broker keeps refusing on it): its owner
-    reconnects. `call_later(delay, callback)` schedules on the channel's I/O loop."""
+    reconnects. `call_later(delay, callback)` schedules on the channel's I/O loop; `observe` is
+    told of each refusal and return (for metrics)."""
 
     def __init__(
         self,
         channel: Channel,
         start_over: Callable[[str], None],
         call_later: Callable[[float, Callable[[], None]], None],
+        observe: Callable[[PublisherEvent], None] = lambda _event: None,
     ) -> None:
         self._channel = channel
         self._start_over = start_over
         self._call_later = call_later
+        self._observe = observe
         self._next_tag = 1
         self._pending: dict[int, _Publish] = {}
         self._refused: list[_Publish] = []  # nacked, to be published again after the pause
@@ -92,6 +112,7 @@ class ConfirmedPublisher:
         _properties: pika.BasicProperties,
         _body: bytes,
     ) -> None:
+        self._observe(Returned(method.routing_key))
         self._start_over(f"queue {method.routing_key!r} is missing ({method.reply_text})")
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
@@ -114,6 +135,7 @@ class ConfirmedPublisher:
             self._refuse(settled)
 
     def _refuse(self, refused: list[_Publish]) -> None:
+        self._observe(Refused(len(refused)))
         first_of_round = not self._refused
         self._refused.extend(refused)
         if first_of_round and self._rounds >= REFUSAL_ROUNDS:

@@ -17,7 +17,8 @@ from common.consumer.outcomes import Delivery
 
 class Acks:
     """The deliveries of `channel` not yet settled, by delivery tag (ascending, as the broker
-    numbers them). `on_settled(count)` is told after each batch of acks or a requeue is sent."""
+    numbers them). `on_settled(acked)` is told after each batch of acks is sent (how many
+    deliveries it acked), or a requeue (0)."""
 
     def __init__(
         self,
@@ -49,7 +50,7 @@ class Acks:
     def requeue(self, delivery: Delivery) -> None:
         self._channel.basic_nack(delivery.tag, requeue=True)
         del self._unsettled[delivery.tag]
-        self._on_settled(1)
+        self._on_settled(0)
 
     def void(self) -> None:
         """The channel is gone, and its delivery tags with it: send nothing more."""

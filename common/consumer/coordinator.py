@@ -29,19 +29,19 @@ from pika.channel import Channel
 from pika.spec import Basic
 
 from common.connection import ReconnectingConnection
-from common.consumer.acks import Acks
-from common.consumer.channel import ChannelState
+from common.consumer.channel import ChannelState, node_of
 from common.consumer.dead_letters import DeadLetterCopy, send_dead_letter
 from common.consumer.drain import Drain
 from common.consumer.events import (
+    AcksSent,
     Confirmed,
+    Connected,
     DeadLettered,
     Events,
     HandlerFinished,
     Observer,
     Publishing,
     Received,
-    Reconnected,
     Settled,
 )
 from common.consumer.ordering import Retry
@@ -50,7 +50,6 @@ from common.consumer.policies import policy_for
 from common.consumer.processing import Processor
 from common.consumer.settings import ConsumerSettings
 from common.consumer.workers import HandBack, Process, WorkerPool
-from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings
 from common.topology import input_queues
 
@@ -110,14 +109,15 @@ class Consumer:
     # -- ChannelUser ---------------------------------------------------------------------------
 
     def on_channel_ready(self, channel: Channel) -> None:
-        reconnected = self._generation > 0
+        again = self._generation > 0
         self._generation = next(self._generations)
-        state = self._state = ChannelState(
+        state = self._state = ChannelState.open(
             channel,
             self._generation,
-            ConfirmedPublisher(channel, self.connection.reconnect, self.connection.call_later),
-            Acks(channel, self.connection.call_later, self._on_settled),
             self._new_policy(),
+            self.connection,
+            on_settled=self._on_settled,
+            observe=self.events.emit,
         )
         channel.add_on_cancel_callback(
             lambda _frame: self.connection.reconnect("the broker cancelled our consumer")
@@ -129,8 +129,7 @@ class Consumer:
         settings = self._settings
         extra = {"queue": settings.queue, "workers": settings.workers}
         log.info("consuming", extra={**extra, "partitions": len(self._inputs)})
-        if reconnected:
-            self.events.emit(Reconnected())
+        self.events.emit(Connected(node_of(channel), again))
 
     def on_channel_lost(self) -> None:
         if self._state is not None:
@@ -234,7 +233,9 @@ class Consumer:
             state.acks.requeue(delivery)
         self.events.emit(Settled(delivery, ack))
 
-    def _on_settled(self, _count: int) -> None:
+    def _on_settled(self, acked: int) -> None:
+        if acked:
+            self.events.emit(AcksSent(acked))
         self.connection.note_progress()
         if self._drain is not None:
             self._drain.finish_if_done(self._state)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pika
 
 from common.consumer.outcomes import Delivery, Outcome
+from common.publisher import PublisherEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +70,31 @@ class Settled(MessageEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class Reconnected:
-    """A new channel is consuming after the last one was lost."""
+class AcksSent:
+    """Acks for `count` deliveries went out together (a `multiple` ack, and singles)."""
+
+    count: int
 
 
-Event = Received | HandlerFinished | Publishing | Confirmed | DeadLettered | Settled | Reconnected
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """A channel to `node` (host:port) is consuming; `again`: after the last one was lost."""
+
+    node: str
+    again: bool
+
+
+Event = (
+    Received
+    | HandlerFinished
+    | Publishing
+    | Confirmed
+    | DeadLettered
+    | Settled
+    | AcksSent
+    | Connected
+    | PublisherEvent
+)
 Observer = Callable[[Event], None]
 
 

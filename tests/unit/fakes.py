@@ -112,6 +112,11 @@ class FakeConnection:
         return self.parameters.host
 
     @property
+    def params(self) -> pika.URLParameters:
+        """As pika's Connection.params: what it connected with."""
+        return self.parameters
+
+    @property
     def is_open(self) -> bool:
         return self.state == "open"
 

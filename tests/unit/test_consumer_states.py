@@ -20,7 +20,7 @@ from common.connection import ReconnectingConnection
 from common.consumer import Consumer, ConsumerSettings
 from common.consumer.dead_letters import MAX_CARRIED_HEADERS, MAX_REASON
 from common.consumer.drain import cancel_keeping_deliveries_in_flight
-from common.consumer.events import DeadLettered, Event, HandlerFinished, Settled
+from common.consumer.events import AcksSent, DeadLettered, Event, HandlerFinished, Settled
 from common.consumer.outcomes import Delivery
 from common.consumer.workers import HandBack, Process, WorkerPool
 from common.messages import InvalidMessage, Message
@@ -622,11 +622,13 @@ def test_what_becomes_of_each_message_is_told_to_observers(rig: Rig) -> None:
         ("Settled", 1),
         ("DeadLettered", 2),
         ("Settled", 2),
+        ("AcksSent", None),  # both acks in one flush
     ]
     finished = [e for e in seen if isinstance(e, HandlerFinished)]
     assert [type(e.outcome).__name__ for e in finished] == ["Forward", "DeadLetter"]
     assert all(e.seconds >= 0 for e in finished)
     assert [e.acked for e in seen if isinstance(e, Settled)] == [True, True]
+    assert [e.count for e in seen if isinstance(e, AcksSent)] == [2]
     [dead] = [e for e in seen if isinstance(e, DeadLettered)]
     assert dead.reason.startswith("body is not JSON")
 
@@ -647,6 +649,6 @@ def test_a_requeue_and_a_reconnect_are_told_too() -> None:
         ("Received", 1),
         ("HandlerFinished", 1),
         ("Settled", 1),
-        ("Reconnected", None),
+        ("Connected", None),
     ]
     assert [e.acked for e in seen if isinstance(e, Settled)] == [False]
