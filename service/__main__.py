@@ -6,6 +6,7 @@ import logging
 
 from common.consumer import Consumer, ConsumerSettings
 from common.main import run, serve
+from common.metrics import consumer_metrics
 from common.progress import Progress, SettledProgress, progress_interval
 from common.settings import BrokerSettings, Env, SettingsError
 from common.topology import following_queue
@@ -26,7 +27,7 @@ def main(env: Env) -> int:
         )
     stage = Stage(WorkSettings.from_env(env, consumer_settings.queue))
     progress = Progress(logging.getLogger("service"), progress_interval(env), expected=None)
-    observers = (SettledProgress(progress),)
+    observers = (SettledProgress(progress), *consumer_metrics(env, consumer_settings.queue))
     serve(Consumer(broker, consumer_settings, stage, next_queue, observers=observers))
     return 0
 

@@ -1,0 +1,198 @@
+"""Prometheus metrics of one process, on METRICS_PORT: what it did with messages, as counts.
+
+Off unless METRICS_PORT is set (compose sets it on every process). One registry per process
+(one process per replica, so no multiprocess mode), served at /metrics by prometheus_client's
+own thread. Every name has the `rabbithole_` prefix and a base unit (`_seconds`; `_messages` for
+sizes counted in messages); counters end in `_total`. Labels come from a bounded set only: the
+process's `stage` (first, service_a, service_b, service_c, last), an `outcome` from a fixed list,
+the broker `node` it is connected to. Never a message id, a key or a host name: Prometheus adds
+`instance` for the replica.
+
+`ConsumerMetrics` is an observer of a consumer's events (`common.consumer.events`): the counts
+are taken on the I/O thread as things happen, outside the consumer's body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+
+from common.consumer.events import (
+    AcksSent,
+    Confirmed,
+    Connected,
+    DeadLettered,
+    Event,
+    HandlerFinished,
+    Publishing,
+    Received,
+    Settled,
+)
+from common.consumer.outcomes import DeadLetter, Done, Failed, Forward
+from common.publisher import Refused, Returned
+from common.settings import Env, SettingsError
+
+# Seconds, from a millisecond's work to a long outage's wait: the hop, the handler, the store.
+SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Messages in one batch (an ack flush, a store write): one alone up to a full prefetch window.
+BATCH = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+OUTCOMES = {Forward: "forwarded", Done: "done", DeadLetter: "dead_lettered", Failed: "failed"}
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    port: int  # 0: no metrics served
+
+    @classmethod
+    def from_env(cls, env: Env) -> MetricsSettings:
+        return cls(port=env.integer("METRICS_PORT", 0, minimum=0, maximum=65535))
+
+
+class Metrics:
+    """One process's registry, with the process's own figures (CPU, memory, GC) beside ours;
+    `counter`, `histogram` and `gauge` make a metric already labelled with the stage."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.registry = CollectorRegistry()
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+
+    def counter(self, name: str, doc: str) -> Counter:
+        return Counter(name, doc, ["stage"], registry=self.registry).labels(self.stage)
+
+    def histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+        family = Histogram(name, doc, ["stage"], registry=self.registry, buckets=buckets)
+        return family.labels(self.stage)
+
+    def gauge(self, name: str, doc: str) -> Gauge:
+        return Gauge(name, doc, ["stage"], registry=self.registry).labels(self.stage)
+
+    def info(self, name: str, doc: str, label: str) -> Callable[[str], None]:
+        """A gauge of 1 for one value of `label` at a time (the node, the run id)."""
+        family = Gauge(name, doc, ["stage", label], registry=self.registry)
+
+        def set_value(value: str) -> None:
+            family.clear()
+            family.labels(self.stage, value).set(1)
+
+        return set_value
+
+    def serve(self, settings: MetricsSettings) -> None:
+        """Serve /metrics on settings.port (all interfaces: Prometheus scrapes from outside)."""
+        if not settings.port:
+            return
+        try:
+            start_http_server(settings.port, registry=self.registry)
+        except OSError as error:
+            reason = f"a port free on this host ({error.strerror})"
+            raise SettingsError("METRICS_PORT", str(settings.port), reason) from None
+
+
+class PublishMetrics:
+    """What a publishing process counts: sent, confirmed, refused, returned, reconnects, node."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.published = metrics.counter("rabbithole_messages_published", "Messages sent on")
+        self.confirmed = metrics.counter(
+            "rabbithole_messages_confirmed", "Messages sent on that the broker confirmed"
+        )
+        self.refused = metrics.counter(
+            "rabbithole_publishes_refused", "Publishes the broker nacked (sent again)"
+        )
+        self.returned = metrics.counter(
+            "rabbithole_publishes_returned", "Publishes the broker returned: no such queue"
+        )
+        self.reconnects = metrics.counter("rabbithole_reconnects", "Channels opened after a loss")
+        self.node = metrics.info("rabbithole_broker_node_info", "The broker node in use", "node")
+
+    def publisher_event(self, event: Refused | Returned) -> None:
+        if isinstance(event, Refused):
+            self.refused.inc(event.count)
+        else:
+            self.returned.inc()
+
+    def connected(self, node: str, *, again: bool) -> None:
+        self.node(node)
+        if again:
+            self.reconnects.inc()
+
+
+class ConsumerMetrics(PublishMetrics):
+    """An observer of a consumer's events, counting what becomes of every delivery."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(metrics)
+        self.received = metrics.counter("rabbithole_messages_received", "Deliveries received")
+        handled = Counter(
+            "rabbithole_messages_handled",
+            "Deliveries processed, by outcome",
+            ["stage", "outcome"],
+            registry=metrics.registry,
+        )
+        self.handled = {
+            kind: handled.labels(metrics.stage, name) for kind, name in OUTCOMES.items()
+        }
+        self.duration = metrics.histogram(
+            "rabbithole_handler_duration_seconds", "Processing time of a delivery", SECONDS
+        )
+        self.in_progress = metrics.gauge(
+            "rabbithole_messages_in_progress", "Deliveries received and not yet settled"
+        )
+        self.requeued = metrics.counter(
+            "rabbithole_messages_requeued", "Deliveries handed back to their queue for another try"
+        )
+        self.dead_lettered = metrics.counter(
+            "rabbithole_messages_dead_lettered", "Deliveries whose dead-letter copy is confirmed"
+        )
+        self.ack_batch = metrics.histogram(
+            "rabbithole_ack_batch_messages", "Deliveries acked in one flush", BATCH
+        )
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case Received():
+                self.received.inc()
+                self.in_progress.inc()
+            case HandlerFinished(outcome=outcome, seconds=seconds):
+                self.handled[type(outcome)].inc()
+                self.duration.observe(seconds)
+            case Publishing():
+                self.published.inc()
+            case Confirmed():
+                self.confirmed.inc()
+            case DeadLettered():
+                self.dead_lettered.inc()
+            case Settled(acked=acked):
+                self.in_progress.dec()
+                if not acked:
+                    self.requeued.inc()
+            case AcksSent(count=count):
+                self.ack_batch.observe(count)
+            case Connected(node=node, again=again):
+                self.in_progress.set(0)  # what the lost channel held is the broker's again
+                self.connected(node, again=again)
+            case Refused() | Returned():
+                self.publisher_event(event)
+
+
+def consumer_metrics(env: Env, stage: str) -> tuple[ConsumerMetrics, ...]:
+    """The observers a consumer process adds for its metrics: none when METRICS_PORT is unset."""
+    settings = MetricsSettings.from_env(env)
+    if not settings.port:
+        return ()
+    metrics = Metrics(stage)
+    observer = ConsumerMetrics(metrics)
+    metrics.serve(settings)
+    return (observer,)
