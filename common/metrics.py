@@ -187,6 +187,18 @@ class ConsumerMetrics(PublishMetrics):
                 self.publisher_event(event)
 
 
+def publish_metrics(env: Env, run_id: str) -> PublishMetrics | None:
+    """`first`'s metrics, with its run id as an info metric: None when METRICS_PORT is unset."""
+    settings = MetricsSettings.from_env(env)
+    if not settings.port:
+        return None
+    metrics = Metrics("first")
+    counts = PublishMetrics(metrics)
+    metrics.info("rabbithole_run_info", "The run this first publishes", "run_id")(run_id)
+    metrics.serve(settings)
+    return counts
+
+
 def consumer_metrics(env: Env, stage: str) -> tuple[ConsumerMetrics, ...]:
     """The observers a consumer process adds for its metrics: none when METRICS_PORT is unset."""
     settings = MetricsSettings.from_env(env)

@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 
 import pika
+from pika.channel import Channel
 
 from common.retry import retry_delay
 from common.settings import redact_url
@@ -57,3 +58,9 @@ def connection_parameters(url: str, heartbeat: int, name: str) -> pika.URLParame
     if name:
         parameters.client_properties = {"connection_name": name}
     return parameters
+
+
+def node_of(channel: Channel) -> str:
+    """The broker node a channel's connection reached, as host:port."""
+    params = channel.connection.params
+    return f"{params.host}:{params.port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from common.main import run, serve
+from common.metrics import publish_metrics
 from common.settings import BrokerSettings, Env
 from first.flood import Flood, FloodSettings
 
@@ -12,7 +13,9 @@ log = logging.getLogger("first")
 
 
 def main(env: Env) -> int:
-    flood = Flood(BrokerSettings.from_env(env), FloodSettings.from_env(env))
+    settings = FloodSettings.from_env(env)
+    metrics = publish_metrics(env, settings.run_id)
+    flood = Flood(BrokerSettings.from_env(env), settings, metrics=metrics)
     serve(flood)
     if flood.unconfirmed:
         early = " (stopped before all were published)" if flood.stopped_early else ""

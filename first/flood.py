@@ -24,6 +24,8 @@ from pika.channel import Channel
 
 from common.connection import ReconnectingConnection
 from common.messages import MAX_TEXT, Message
+from common.metrics import PublishMetrics
+from common.nodes import node_of
 from common.progress import Progress, progress_interval
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env
@@ -68,7 +70,7 @@ class Flood:
     """Publishes `settings.number_of_messages` messages to `settings.next_queue`, each confirmed.
 
     `connect` builds the connection and `clock` paces the publishes (seams for the unit tests,
-    which pass fakes)."""
+    which pass fakes); `metrics`, if given, counts what is published, confirmed and refused."""
 
     def __init__(
         self,
@@ -77,8 +79,10 @@ class Flood:
         *,
         connect: Callable[..., ReconnectingConnection] = ReconnectingConnection,
         clock: Callable[[], float] = time.monotonic,
+        metrics: PublishMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._broker = broker
         self._clock = clock
         queues = [*input_queues(settings.next_queue, broker), broker.dead_letter_queue]
@@ -107,9 +111,13 @@ class Flood:
         self.connection.call_threadsafe(self._stop_publishing)
 
     def on_channel_ready(self, channel: Channel) -> None:
+        metrics = self._metrics
+        observe = metrics.publisher_event if metrics else lambda _event: None
         self._publisher = ConfirmedPublisher(
-            channel, self.connection.reconnect, self.connection.call_later
+            channel, self.connection.reconnect, self.connection.call_later, observe
         )
+        if metrics:
+            metrics.connected(node_of(channel), again=bool(self._started))
         if not self._started:
             self._started = self._clock()
             log.info(
@@ -173,6 +181,8 @@ class Flood:
     def _publish(self, publisher: ConfirmedPublisher, message: Message) -> None:
         body, properties = message.encode()
         self._in_flight[message.message_id] = message
+        if self._metrics:
+            self._metrics.published.inc()
         publisher.publish(
             route(self._settings.next_queue, message.partition_key, self._broker),
             body,
@@ -185,6 +195,8 @@ class Flood:
             return
         self.connection.note_progress()
         self.confirmed += 1
+        if self._metrics:
+            self._metrics.confirmed.inc()
         self._progress.update(self.confirmed)
         self._finish_if_done()
         if not self._pump_scheduled:

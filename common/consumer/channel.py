@@ -45,9 +45,3 @@ class ChannelState:
         return cls(
             channel, generation, publisher, Acks(channel, connection.call_later, on_settled), policy
         )
-
-
-def node_of(channel: Channel) -> str:
-    """The broker node a channel's connection reached, as host:port."""
-    params = channel.connection.params
-    return f"{params.host}:{params.port}"

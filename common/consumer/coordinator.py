@@ -29,7 +29,7 @@ from pika.channel import Channel
 from pika.spec import Basic
 
 from common.connection import ReconnectingConnection
-from common.consumer.channel import ChannelState, node_of
+from common.consumer.channel import ChannelState
 from common.consumer.dead_letters import DeadLetterCopy, send_dead_letter
 from common.consumer.drain import Drain
 from common.consumer.events import (
@@ -50,6 +50,7 @@ from common.consumer.policies import policy_for
 from common.consumer.processing import Processor
 from common.consumer.settings import ConsumerSettings
 from common.consumer.workers import HandBack, Process, WorkerPool
+from common.nodes import node_of
 from common.settings import BrokerSettings
 from common.topology import input_queues
 

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import urllib.request
+from functools import partial
 
 import pika
 import pytest
 
+from common.connection import ReconnectingConnection
 from common.messages import Message
-from common.metrics import ConsumerMetrics, Metrics, MetricsSettings, consumer_metrics
-from common.settings import Env, SettingsError
+from common.metrics import (
+    ConsumerMetrics,
+    Metrics,
+    MetricsSettings,
+    PublishMetrics,
+    consumer_metrics,
+    publish_metrics,
+)
+from common.settings import BrokerSettings, Env, SettingsError
+from first.flood import Flood, FloodSettings
 from harness.private_broker import free_ports
-from tests.unit.fakes import FakeConnection
+from tests.unit.fakes import FakeClock, FakeConnection, FakeIOLoop
 from tests.unit.test_consumer_states import Rig, stamp
 
 
@@ -106,3 +116,41 @@ def test_a_port_in_use_is_one_clear_line(free_port: int) -> None:
 def test_metrics_port_is_a_port() -> None:
     with pytest.raises(SettingsError, match="METRICS_PORT"):
         MetricsSettings.from_env(Env({"METRICS_PORT": "70000"}))
+
+
+def test_first_counts_what_it_published_confirmed_and_had_refused() -> None:
+    metrics = Metrics("first")
+    loop = FakeIOLoop(FakeClock())
+    connect = partial(
+        ReconnectingConnection, ioloop=loop, connection_class=FakeConnection, clock=loop.clock
+    )
+    settings = FloodSettings.from_env(Env({"PROGRESS_INTERVAL": "0", "NUMBER_OF_MESSAGES": "3"}))
+    flood = Flood(
+        BrokerSettings.from_env(Env({})),
+        settings,
+        connect=connect,
+        clock=loop.clock,
+        metrics=PublishMetrics(metrics),
+    )
+    FakeConnection.made.clear()
+    flood.connection.run()
+    FakeConnection.made[-1].open()
+    channel = FakeConnection.made[-1].channel_
+    channel.confirm(1)
+    channel.confirm(2, ack=False)  # refused for now: sent again after a pause
+    loop.run_for(1.0)
+    channel.confirm(3)
+    channel.confirm(4)
+    assert value(metrics, "rabbithole_messages_published_total") == 3  # the re-send is a refusal
+    assert value(metrics, "rabbithole_messages_confirmed_total") == 3
+    assert value(metrics, "rabbithole_publishes_refused_total") == 1
+    assert value(metrics, "rabbithole_reconnects_total") == 0
+    FakeConnection.made.clear()
+
+
+def test_first_names_its_run(free_port: int) -> None:
+    env = Env({"METRICS_PORT": str(free_port)})
+    publish_metrics(env, "run-7")
+    with urllib.request.urlopen(f"http://127.0.0.1:{free_port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    assert 'rabbithole_run_info{run_id="run-7",stage="first"} 1.0' in text
