@@ -13,6 +13,7 @@ from common.consumer import Consumer, ConsumerSettings
 from common.main import run, serve
 from common.progress import Progress, progress_interval
 from common.settings import BrokerSettings, Env
+from last.metrics import sink_metrics
 from last.sink import Sink, open_results
 from last.store import StoreRefused
 from last.store_settings import StoreSettings
@@ -32,6 +33,7 @@ def main(env: Env) -> int:
     results_path = env.text("RESULTS_FILE", "", max_length=4096)
     failures: list[BaseException] = []
     consumer: Consumer | None = None
+    observers, metrics = sink_metrics(env)
 
     def store_failed(error: BaseException) -> None:
         failures.append(error)
@@ -41,10 +43,10 @@ def main(env: Env) -> int:
     try:
         with (
             open_results(results_path) as results,
-            open_store(store_settings, store_failed) as store,
+            open_store(store_settings, store_failed, metrics) as store,
         ):
-            sink = Sink(store, expected, progress, results)
-            consumer = sink.consumer = Consumer(broker, settings, sink)
+            sink = Sink(store, expected, progress, results, metrics)
+            consumer = sink.consumer = Consumer(broker, settings, sink, observers=observers)
             serve(consumer)
             sink.log_summary()
     except StoreRefused as error:

@@ -21,6 +21,7 @@ from common.consumer import Consumer
 from common.messages import Message
 from common.progress import Progress
 from common.settings import SettingsError
+from last.metrics import SinkMetrics
 from last.store import Answer, Store, Verdict
 from last.tally import Tally
 
@@ -39,12 +40,18 @@ class Sink:
     """
 
     def __init__(
-        self, store: Store, expected: int, progress: Progress, results: TextIO | None
+        self,
+        store: Store,
+        expected: int,
+        progress: Progress,
+        results: TextIO | None,
+        metrics: SinkMetrics | None = None,
     ) -> None:
         self._store = store
         self._expected = expected
         self._progress = progress
         self._results = results
+        self._metrics = metrics
         self._tally = Tally()
         self._lock = threading.Lock()
         self.consumer: Consumer | None = None
@@ -67,11 +74,16 @@ class Sink:
         if answer.verdict is Verdict.RECOVERED:  # the stored record, as it first completed
             record = {**json.loads(answer.record), "recovered": True}
         completed = answer.verdict is not Verdict.DUPLICATE
+        completed_at = record["data"]["completed_at"]
         with self._lock:
             if completed:
-                self._tally.record(message, record["data"]["completed_at"])
+                late = self._tally.record(message, completed_at)
             else:
+                late = False
                 self._tally.record_duplicate()
+            if self._metrics is not None:
+                latency = completed_at - message.data["created_at"]
+                self._metrics.counted(completed=completed, out_of_sequence=late, latency=latency)
             done = completed and self._tally.completed == self._expected
             self._emit("completed" if completed else "duplicate", record)
             self._progress.update(self._tally.completed, duplicates=self._tally.duplicates)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from last.memory_store import MemoryStore
+from last.metrics import SinkMetrics
 from last.redis_store import RedisStore
 from last.store import Store, StoreUnavailable
 from last.store_settings import StoreSettings
@@ -17,12 +18,14 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def open_store(
-    settings: StoreSettings, on_failure: Callable[[BaseException], None]
+    settings: StoreSettings,
+    on_failure: Callable[[BaseException], None],
+    metrics: SinkMetrics | None = None,
 ) -> Iterator[Store]:
     """The store `last` writes to, for the time of the `with`; raises StoreRefused if the store
     answers but cannot be used. A store that does not answer yet is not an error: the first
     records wait for it. `on_failure` is called once if the writer meets a bug (`last.writer`):
-    the process should then stop, with exit code 1."""
+    the process should then stop, with exit code 1. `metrics` counts the writes, if given."""
     if not settings.url:
         log.info(
             "no STORE_URL: completed ids are kept in memory, so de-duplication holds within "
@@ -43,7 +46,7 @@ def open_store(
             "completed records go to the store",
             extra={"store": settings.display_url, "key_prefix": settings.key_prefix},
         )
-    writer = Writer(store, settings.display_url, on_failure)
+    writer = Writer(store, settings.display_url, on_failure, metrics=metrics)
     writer.start()
     try:
         yield writer

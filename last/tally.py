@@ -30,16 +30,18 @@ class Tally:
         self._first_created = math.inf
         self._last_completed = -math.inf
 
-    def record(self, message: Message, completed_at: float) -> None:
-        """Count a message completed (the store took its record)."""
+    def record(self, message: Message, completed_at: float) -> bool:
+        """Count a message completed (the store took its record); True if it came out of
+        sequence (after a message with a higher seq)."""
         self.completed += 1
-        if message.seq < self._highest_seq:
-            self.out_of_sequence += 1
+        late = message.seq < self._highest_seq
+        self.out_of_sequence += late
         self._highest_seq = max(self._highest_seq, message.seq)
         created_at = message.data["created_at"]
         self._latencies.append(completed_at - created_at)
         self._first_created = min(self._first_created, created_at)
         self._last_completed = max(self._last_completed, completed_at)
+        return late
 
     def record_duplicate(self) -> None:
         """Count a message whose id the store already held."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from common.retry import retry_delay
+from last.metrics import SinkMetrics
 from last.store import Answer, Later, StoreUnavailable, Verdict
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,12 @@ class Writer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
+        metrics: SinkMetrics | None = None,
     ) -> None:
-        """`clock` and `sleep` are seams for the tests (a fake clock, no real waits)."""
+        """`clock` and `sleep` are seams for the tests (a fake clock, no real waits); `metrics`,
+        if given, counts the writes and the outages."""
         self._store = store
+        self._metrics = metrics
         self._where = where
         self._on_failure = on_failure
         self._clock = clock
@@ -159,9 +163,12 @@ class Writer:
         return batch
 
     def _write(self, batch: list[Pending]) -> None:
+        started = self._clock()
         answers = self._until_it_answers(
             lambda: self._store.insert([(p.key, p.record) for p in batch]), batch
         )
+        if self._metrics is not None:
+            self._metrics.wrote(len(batch), self._clock() - started)
         written, done = [], []
         for pending, answer in zip(batch, answers, strict=True):
             if isinstance(answer, Later):
@@ -187,6 +194,8 @@ class Writer:
                 break
             except StoreUnavailable as error:
                 attempt += 1
+                if failed_at is None and self._metrics is not None:
+                    self._metrics.outages.inc()
                 failed_at = failed_at or self._clock()
                 delay = retry_delay(attempt, first=FIRST_RETRY)
                 log.warning(
