@@ -9,10 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from common.metrics import Metrics
 from common.retry import retry_delay
 from common.settings import Env, SettingsError
 from harness.processes import wait_for
 from last.memory_store import MemoryStore
+from last.metrics import SinkMetrics
 from last.store import Answer, Later, Store, StoreUnavailable, Verdict
 from last.store_settings import DEFAULT_KEY_PREFIX, StoreSettings
 from last.writer import FIRST_RETRY, MAX_BATCH, Writer
@@ -424,3 +426,27 @@ def test_the_display_url_hides_the_password() -> None:
 
 def test_glob_escape() -> None:
     assert glob_escape("run[1]*?\\:") == "run\\[1\\]\\*\\?\\\\:"
+
+
+def test_the_writes_and_the_outages_are_counted(
+    fake: FakeStore, clock: FakeClock, sleep: FakeSleep, lines: Lines
+) -> None:
+    metrics = Metrics("last")
+    writer = Writer(
+        fake, "fake://", pytest.fail, clock=clock, sleep=sleep, metrics=SinkMetrics(metrics)
+    )
+    fake.failures = [StoreUnavailable("ConnectionError: refused")] * 3
+    writer.start()
+    try:
+        writer.add("a", "r", lines.of("a")).result(timeout=5)
+    finally:
+        writer.stop()
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"stage": "last"})
+
+    assert sample("rabbithole_store_outages_total") == 1  # three failed tries, one outage
+    assert sample("rabbithole_store_write_batch_messages_sum") == 1
+    assert sample("rabbithole_store_write_duration_seconds_sum") == pytest.approx(
+        sum(sleep.delays)  # on the fake clock: the retries' waits
+    )
