@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from common import tracing
 from common.main import run, serve
 from common.metrics import publish_metrics
 from common.settings import BrokerSettings, Env
@@ -15,7 +16,8 @@ log = logging.getLogger("first")
 def main(env: Env) -> int:
     settings = FloodSettings.from_env(env)
     metrics = publish_metrics(env, settings.run_id)
-    flood = Flood(BrokerSettings.from_env(env), settings, metrics=metrics)
+    spans = tracing.for_flood(env, settings.next_queue)
+    flood = Flood(BrokerSettings.from_env(env), settings, metrics=metrics, spans=spans)
     serve(flood)
     if flood.unconfirmed:
         early = " (stopped before all were published)" if flood.stopped_early else ""

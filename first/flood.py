@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pika.channel import Channel
 
@@ -30,6 +31,9 @@ from common.progress import Progress, progress_interval
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env
 from common.topology import STAGES, input_queues, route
+
+if TYPE_CHECKING:
+    from common.tracing.messaging import FloodSpans
 
 log = logging.getLogger("first")
 
@@ -70,7 +74,8 @@ class Flood:
     """Publishes `settings.number_of_messages` messages to `settings.next_queue`, each confirmed.
 
     `connect` builds the connection and `clock` paces the publishes (seams for the unit tests,
-    which pass fakes); `metrics`, if given, counts what is published, confirmed and refused."""
+    which pass fakes); `metrics`, if given, counts what is published, confirmed and refused;
+    `spans`, if given, opens each message's trace with its send span (`common.tracing`)."""
 
     def __init__(
         self,
@@ -80,9 +85,11 @@ class Flood:
         connect: Callable[..., ReconnectingConnection] = ReconnectingConnection,
         clock: Callable[[], float] = time.monotonic,
         metrics: PublishMetrics | None = None,
+        spans: FloodSpans | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._spans = spans
         self._broker = broker
         self._clock = clock
         queues = [*input_queues(settings.next_queue, broker), broker.dead_letter_queue]
@@ -183,12 +190,10 @@ class Flood:
         self._in_flight[message.message_id] = message
         if self._metrics:
             self._metrics.published.inc()
-        publisher.publish(
-            route(self._settings.next_queue, message.partition_key, self._broker),
-            body,
-            properties,
-            lambda: self._on_confirmed(message),
-        )
+        routing_key = route(self._settings.next_queue, message.partition_key, self._broker)
+        if self._spans:
+            self._spans.publishing(message.message_id, routing_key, properties)
+        publisher.publish(routing_key, body, properties, lambda: self._on_confirmed(message))
 
     def _on_confirmed(self, message: Message) -> None:
         if self._in_flight.pop(message.message_id, None) is None:
@@ -197,6 +202,8 @@ class Flood:
         self.confirmed += 1
         if self._metrics:
             self._metrics.confirmed.inc()
+        if self._spans:
+            self._spans.confirmed(message.message_id)
         self._progress.update(self.confirmed)
         self._finish_if_done()
         if not self._pump_scheduled:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from common import tracing
 from common.consumer import Consumer, ConsumerSettings
 from common.main import run, serve
 from common.progress import Progress, progress_interval
@@ -34,6 +35,11 @@ def main(env: Env) -> int:
     failures: list[BaseException] = []
     consumer: Consumer | None = None
     observers, metrics = sink_metrics(env)
+    traces = tracing.for_consumer(env, broker, settings.queue, process="last")
+    # The store write as a CLIENT span: Redis's, or the process's own memory without STORE_URL.
+    store_spans = traces.client(
+        "store write", {"db.system.name": "redis"} if store_settings.url else {}
+    )
 
     def store_failed(error: BaseException) -> None:
         failures.append(error)
@@ -45,8 +51,10 @@ def main(env: Env) -> int:
             open_results(results_path) as results,
             open_store(store_settings, store_failed, metrics) as store,
         ):
-            sink = Sink(store, expected, progress, results, metrics)
-            consumer = sink.consumer = Consumer(broker, settings, sink, observers=observers)
+            sink = Sink(store, expected, progress, results, metrics, store_spans=store_spans)
+            consumer = sink.consumer = Consumer(
+                broker, settings, sink, observers=(*observers, *traces.observers), pool=traces.pool
+            )
             serve(consumer)
             sink.log_summary()
     except StoreRefused as error:

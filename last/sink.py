@@ -21,6 +21,7 @@ from common.consumer import Consumer
 from common.messages import Message
 from common.progress import Progress
 from common.settings import SettingsError
+from common.tracing import Traced
 from last.metrics import SinkMetrics
 from last.store import Answer, Store, Verdict
 from last.tally import Tally
@@ -46,8 +47,12 @@ class Sink:
         progress: Progress,
         results: TextIO | None,
         metrics: SinkMetrics | None = None,
+        *,
+        store_spans: Traced | None = None,
     ) -> None:
+        """`store_spans`, if given, makes each store write a CLIENT span (`common.tracing`)."""
         self._store = store
+        self._store_spans = store_spans
         self._expected = expected
         self._progress = progress
         self._results = results
@@ -57,6 +62,11 @@ class Sink:
         self.consumer: Consumer | None = None
 
     def __call__(self, message: Message) -> Future[None]:
+        if self._store_spans is not None:
+            return self._store_spans(lambda: self._add(message))
+        return self._add(message)
+
+    def _add(self, message: Message) -> Future[None]:
         record = {
             "history": list(message.history),
             "broker_message_id": message.message_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from common import tracing
 from common.consumer import Consumer, ConsumerSettings
 from common.main import run, serve
 from common.metrics import consumer_metrics
@@ -27,8 +28,16 @@ def main(env: Env) -> int:
         )
     stage = Stage(WorkSettings.from_env(env, consumer_settings.queue))
     progress = Progress(logging.getLogger("service"), progress_interval(env), expected=None)
-    observers = (SettledProgress(progress), *consumer_metrics(env, consumer_settings.queue))
-    serve(Consumer(broker, consumer_settings, stage, next_queue, observers=observers))
+    traces = tracing.for_consumer(env, broker, consumer_settings.queue, next_queue)
+    observers = (
+        SettledProgress(progress),
+        *consumer_metrics(env, consumer_settings.queue),
+        *traces.observers,
+    )
+    consumer = Consumer(
+        broker, consumer_settings, stage, next_queue, observers=observers, pool=traces.pool
+    )
+    serve(consumer)
     return 0
 
 

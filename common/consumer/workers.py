@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 
 from common.consumer.outcomes import Delivery, Outcome
 
@@ -22,6 +23,8 @@ from common.consumer.outcomes import Delivery, Outcome
 Process = Callable[[Delivery], Outcome | Future[Outcome] | None]
 # Told on the I/O thread: the delivery, its outcome, and the seconds its processing took.
 OnResult = Callable[[Delivery, Outcome, float], None]
+# What a worker's processing of a delivery runs inside (a tracer makes its span current there).
+Around = Callable[[Delivery], AbstractContextManager[object]]
 
 
 class HandBack:
@@ -52,13 +55,17 @@ class HandBack:
 
 
 class WorkerPool:
-    """`size` threads, each taking a submitted delivery, running `process` on it and giving its
-    outcome (at once, or when its Future resolves) to `hand_back`."""
+    """`size` threads, each taking a submitted delivery, running `process` on it (inside
+    `around(delivery)` if given) and giving its outcome (at once, or when its Future resolves)
+    to `hand_back`."""
 
-    def __init__(self, size: int, process: Process, hand_back: HandBack) -> None:
+    def __init__(
+        self, size: int, process: Process, hand_back: HandBack, around: Around | None = None
+    ) -> None:
         self._size = size
         self._process = process
         self._hand_back = hand_back
+        self._around = around
         self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
 
     def start(self) -> None:
@@ -78,7 +85,11 @@ class WorkerPool:
     def work_on(self, delivery: Delivery) -> None:
         """One delivery's processing, on the calling thread."""
         started = time.perf_counter()
-        answer = self._process(delivery)
+        if self._around is None:
+            answer = self._process(delivery)
+        else:
+            with self._around(delivery):
+                answer = self._process(delivery)
         if isinstance(answer, Future):
             answer.add_done_callback(
                 lambda done: self._hand_back.give(
