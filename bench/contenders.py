@@ -84,6 +84,16 @@ CONTENDERS = {
             programs=("redis-server",),
         ),
         Contender(
+            "project-metrics",
+            "this project, metrics on",
+            "bench.project",
+            project.plan_with_metrics,
+            "as *this project*, every process counting its Prometheus metrics and serving them "
+            "on a `METRICS_PORT` of its own, as the compose file runs them (nothing scrapes "
+            "them during the run: a scrape every 15 s costs a process one HTTP reply)",
+            ("pika", "prometheus_client"),
+        ),
+        Contender(
             "project-classic",
             "this project, classic queues",
             "bench.project",

@@ -5,7 +5,8 @@
 `python -m last` with `EXPECTED_MESSAGES=N` and `RESULTS_FILE`, whose `completed` records carry
 `created_at` and `completed_at`. Logging at WARNING (no record per message), no progress lines.
 `plan_with_store` is the same with `last` writing its records to a Redis of the run's own, set
-up as the compose file's store (append-only file, fsync before every reply).
+up as the compose file's store (append-only file, fsync before every reply); `plan_with_metrics`
+the same with every process serving its Prometheus metrics (METRICS_PORT), as in compose.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from common.settings import BrokerSettings, Env
 from common.topology import STAGES, input_queues
 from harness.broker import Vhost
 from harness.deployment import BROKER, CONSUMES
+from harness.private_broker import free_ports
 from harness.processes import python_module
 from harness.store import PrivateRedis
 
@@ -30,7 +32,13 @@ def plan_with_store(vhost: Vhost, spec: RunSpec) -> Plan:
     return plan(vhost, spec, store=PrivateRedis(spec.logdir / "redis", durable=True))
 
 
-def plan(vhost: Vhost, spec: RunSpec, *, store: PrivateRedis | None = None) -> Plan:
+def plan_with_metrics(vhost: Vhost, spec: RunSpec) -> Plan:
+    return plan(vhost, spec, metrics=True)
+
+
+def plan(
+    vhost: Vhost, spec: RunSpec, *, store: PrivateRedis | None = None, metrics: bool = False
+) -> Plan:
     common = {
         "AMQP_URL": ",".join(vhost.node_urls),  # every node of a cluster
         "QUEUE_TYPE": spec.queue_type,
@@ -50,6 +58,11 @@ def plan(vhost: Vhost, spec: RunSpec, *, store: PrivateRedis | None = None) -> P
         },
     }
     layout = BrokerSettings.from_env(Env(dict(spec.env)))  # partitions, in keyed mode
+    ports = iter(free_ports(len(BROKER) + spec.replicas) if metrics else [])
+
+    def metrics_port() -> dict[str, str]:  # a port of its own for each process, when asked
+        return {"METRICS_PORT": str(next(ports))} if metrics else {}
+
     procs: list[ProcSpec] = [ProcSpec("redis", "store", store.argv)] if store else []
     ready: dict[str, int] = {}
     for name, process in BROKER.items():
@@ -61,7 +74,8 @@ def plan(vhost: Vhost, spec: RunSpec, *, store: PrivateRedis | None = None) -> P
                 env["RANDOM_WAIT_MIN"] = env["RANDOM_WAIT_MAX"] = f"{spec.work:g}"
         names = [name] if replicas == 1 else [f"{name}-{n}" for n in range(1, replicas + 1)]
         procs += [
-            ProcSpec(each, process.role, python_module(process.module), env) for each in names
+            ProcSpec(each, process.role, python_module(process.module), env | metrics_port())
+            for each in names
         ]
         if name in CONSUMES:
             ready |= {queue: replicas for queue in input_queues(CONSUMES[name], layout)}
