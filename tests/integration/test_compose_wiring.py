@@ -88,13 +88,16 @@ def test_compose_wiring_carries_every_message_through_the_pipeline(
 
     def start(name: str, replica: int = 1) -> Proc:
         service = services[name]
-        environment = dict(service.get("environment") or {})
+        # A variable the file passes on without a value (OTEL_EXPORTER_OTLP_ENDPOINT) is unset
+        # in the container when unset here, as Compose leaves it.
+        environment = {k: v for k, v in (service.get("environment") or {}).items() if v is not None}
         url = environment["AMQP_URL"]
         assert (unquote(urlsplit(url).username or ""), unquote(urlsplit(url).password or "")) == (
             user,
             password,
         ), f"{name}'s AMQP_URL does not carry RABBITMQ_USER / RABBITMQ_PASSWORD"
-        environment.update(AMQP_URL=local_amqp_url(url, vhost), LOG_FORMAT="json")
+        # Each container has METRICS_PORT to itself; processes on one machine cannot share it.
+        environment.update(AMQP_URL=local_amqp_url(url, vhost), LOG_FORMAT="json", METRICS_PORT="0")
         environment.update(local_store(environment, store))
         environment.update(overrides[name])
         command = local_command(service["command"])

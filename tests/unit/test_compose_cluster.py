@@ -65,7 +65,9 @@ def test_three_nodes_of_one_image_each_with_a_name_and_data_of_its_own(
         [data] = [v for v in node["volumes"] if v["target"] == DATA]
         assert data["type"] == "volume", name
         volumes.append(data["source"])
-        [conf] = [v for v in node["volumes"] if v["target"].startswith("/etc/rabbitmq/conf.d/")]
+        [conf] = [
+            v for v in node["volumes"] if v["target"] == f"/etc/rabbitmq/conf.d/{CLUSTER_CONF.name}"
+        ]
         assert (conf["type"], conf.get("read_only")) == ("bind", True), name
         assert Path(conf["source"]) == CLUSTER_CONF, name
         assert node["healthcheck"]["test"] == one_node["healthcheck"]["test"], name
