@@ -29,8 +29,10 @@ IMAGE_STAMP := $(IMAGE_VENV)/.installed
 # cluster of tests/faults/test_cluster.py) starts once. (`--dist loadgroup` would group finer,
 # but pytest-xdist 3.8 cannot tag pytest 9.2's test ids, and groups nothing.)
 # TEST_WORKERS=1 runs everything in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+# The unit tests compute rather than wait: one worker per core.
+UNIT_PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),,-n $(shell nproc 2>/dev/null || echo 2))
 
 # Everything: lint, the unit tests on the image's Python, then every test (unit, integration,
 # faults) against the broker at AMQP_URL, or a throwaway one in Docker (see the README).
@@ -51,7 +53,7 @@ test-unit-image-python:
 		echo "no python3.12 here: unit tests on the image's Python skipped"; \
 	else \
 		$(MAKE) --no-print-directory $(IMAGE_STAMP) && $(IMAGE_VENV)/bin/python --version && \
-		$(IMAGE_VENV)/bin/pytest -q -p no:cacheprovider -m unit; \
+		$(IMAGE_VENV)/bin/pytest -q -p no:cacheprovider -m unit $(UNIT_PARALLEL); \
 	fi
 
 $(IMAGE_STAMP): $(REQUIREMENTS)

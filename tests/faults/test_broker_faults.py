@@ -81,10 +81,13 @@ def pipeline(start, broker: PrivateBroker) -> PipelineRun:
 
 
 def start_paced(run: PipelineRun) -> None:
-    """last, the three services (10 workers each), then `first` publishing at PUBLISH_RATE."""
+    """last, the three services (10 workers each); once all consume, `first` publishing at
+    PUBLISH_RATE (so that its 13 s of publishing are not spent while the others start, on a
+    busy machine, and the fault lands while it publishes)."""
     run.start_last()
     for queue in STAGES:
         run.start_service(queue)
+    run.wait_for_consumers(READY_TIMEOUT)
     run.start_first(PUBLISH_RATE=PUBLISH_RATE)
 
 
