@@ -121,6 +121,49 @@ def test_every_message_is_one_trace_from_first_to_last_with_its_failures_said(
                 assert span.attributes["messaging.rabbitmq.message.delivery_tag"] >= 1
 
 
+def test_a_message_redelivered_after_a_kill_keeps_its_trace(
+    start, vhost, receiver: Receiver
+) -> None:
+    """service_b is SIGKILLed with every message in work: the replica that takes over gets them
+    redelivered, and each trace goes on under the same send span, its attempt marked
+    redelivered (the killed attempt's span died with its process)."""
+    count = 5
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **FAST_EXPORT}
+    last = start("last", EXPECTED_MESSAGES=count, **otel)
+    wiring = {
+        stage: {"RABBITMQ_QUEUE": stage, "RABBITMQ_NEXT_QUEUE": following_queue(stage)}
+        for stage in STAGES
+    }
+    start("service", "service_a", **wiring["service_a"], **otel)
+    start("service", "service_c", **wiring["service_c"], **otel)
+    # Work that outlasts the test: whatever this replica takes, it still holds when killed.
+    stuck = start("service", "service_b-1", **wiring["service_b"], RANDOM_WAIT_MIN=600, **otel)
+    first = start("first", NUMBER_OF_MESSAGES=count, **otel)
+    assert first.wait(60) == 0, first.tail()
+
+    def in_hand() -> bool:
+        sent = [s for s in receiver.spans() if s.name == "send service_b"]
+        return len(sent) == count and vhost.depth("service_b") == 0
+
+    wait_for(in_hand, 30, "every message sent to service_b and in the hands of its replica")
+    stuck.kill()
+    start("service", "service_b-2", **wiring["service_b"], **otel)
+    assert last.wait(60) == 0, last.tail()
+
+    def complete() -> dict[str, list[Span]]:
+        found = traces(receiver.spans())
+        ended = [t for t in found.values() if any(s.name == "store write" for s in t)]
+        return found if len(ended) == count else {}
+
+    found = wait_for(complete, 30, "every message's spans at the receiver")
+    for spans in found.values():
+        by_id = {span.span_id: span for span in spans}
+        [store_write] = [s for s in spans if s.name == "store write"]
+        assert path_to_root(store_write, by_id) == [*CHAIN, ("last", "store write")]
+        [attempt] = [s for s in spans if s.name == "process service_b"]
+        assert attempt.attributes["rabbithole.redelivered"] is True
+
+
 def test_a_bad_endpoint_is_one_line_and_exit_code_2(start) -> None:
     service = start(
         "service",
