@@ -4,6 +4,7 @@ test_consumer_states), its spans caught by the SDK's in-memory exporter."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from functools import partial
 
 import pika
@@ -17,6 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from common.consumer import Consumer, ConsumerSettings
 from common.consumer.workers import Around, HandBack, Process, WorkerPool
 from common.messages import InvalidMessage, Message
+from common.tracing.client import ClientSpans
 from common.tracing.consumer import ConsumerSpans
 from common.tracing.messaging import FloodSpans
 from tests.unit.fakes import FakeChannel, FakeClock, FakeConnection, FakeIOLoop
@@ -231,3 +233,24 @@ def test_first_publishing_a_message_again_keeps_it_in_one_trace(traced: Traced) 
     assert sent.parent is not None and sent.parent.span_id == lost.context.span_id
     assert properties.headers is not None
     assert properties.headers["traceparent"].split("-")[2] == f"{sent.context.span_id:016x}"
+
+
+def test_a_store_write_is_a_client_span_under_the_current_one_ending_with_its_answer(
+    traced: Traced,
+) -> None:
+    write = ClientSpans(traced.tracer, "store write", {"db.system.name": "redis"})
+    answers: list[Future[None]] = [Future(), Future()]
+    with traced.tracer.start_as_current_span("process service_log") as process:
+        settled = [write(lambda answer=answer: answer) for answer in answers]
+    assert traced.finished("store write") == []  # the store has not answered yet
+    answers[0].set_result(None)
+    answers[1].set_exception(ConnectionError("the store went away"))
+    assert settled == answers
+    ok, failed = traced.finished("store write")
+    for span in (ok, failed):
+        assert span.kind is SpanKind.CLIENT
+        assert span.parent is not None and span.parent.span_id == process.get_span_context().span_id
+    assert ok.status.status_code is StatusCode.UNSET
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.status.description == "the store went away"
+    assert [event.name for event in failed.events] == ["exception"]
