@@ -75,10 +75,11 @@ class Traces:
     """The process's tracer provider, exporting to `settings.endpoint`."""
 
     def __init__(self, settings: TraceSettings, schema_url: str) -> None:
-        sdk_log = LastLine()
+        sdk_log = self._sdk_log = LastLine()
         sdk_logger = logging.getLogger("opentelemetry")
         sdk_logger.handlers[:] = [sdk_log]
         sdk_logger.propagate = False
+        self._endpoint = settings.endpoint
         exporter = OTLPSpanExporter(endpoint=settings.endpoint)
         self.provider = TracerProvider(
             resource=Resource.create({SERVICE_NAME: settings.service_name})
@@ -99,6 +100,7 @@ class Traces:
         closing.join(FLUSH_ON_EXIT)
         if closing.is_alive():
             log.warning(
-                f"traces: the last spans were not flushed within {FLUSH_ON_EXIT:g} s; "
-                "they are dropped"
+                f"traces: the last spans were not flushed within {FLUSH_ON_EXIT:g} s; they are "
+                "dropped (check OTEL_EXPORTER_OTLP_ENDPOINT)",
+                extra={"endpoint": self._endpoint, "error": self._sdk_log.line},
             )
