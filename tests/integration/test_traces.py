@@ -3,6 +3,7 @@ processes on the real broker, exporting over OTLP/HTTP to a receiver in the test
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -162,6 +163,24 @@ def test_a_message_redelivered_after_a_kill_keeps_its_trace(
         assert path_to_root(store_write, by_id) == [*CHAIN, ("last", "store write")]
         [attempt] = [s for s in spans if s.name == "process service_b"]
         assert attempt.attributes["rabbithole.redelivered"] is True
+
+
+def test_the_spans_still_queued_are_flushed_at_exit_and_on_sigterm(
+    start, vhost, receiver: Receiver
+) -> None:
+    """With the SDK's default schedule (a batch every 5 s), what a process ends with is flushed
+    as it ends: `first` when it is done, a service when SIGTERM stops it."""
+    count = 3
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+    service_a = start("service", "service_a", RABBITMQ_QUEUE="service_a", **otel)
+    first = start("first", NUMBER_OF_MESSAGES=count, **otel)
+    assert first.wait(60) == 0, first.tail()
+    assert len([s for s in receiver.spans() if s.service == "first"]) == count
+    wait_for(lambda: vhost.depth("service_b") == count, 30, "service_a's outputs in service_b")
+    service_a.signal(signal.SIGTERM)
+    assert service_a.wait(30) == 0, service_a.tail()
+    names = sorted(s.name for s in receiver.spans() if s.service == "service_a")
+    assert names == ["process service_a"] * count + ["send service_b"] * count
 
 
 def test_a_bad_endpoint_is_one_line_and_exit_code_2(start) -> None:
