@@ -94,6 +94,17 @@ CONTENDERS = {
             ("pika", "prometheus_client"),
         ),
         Contender(
+            "project-traces",
+            "this project, traces on",
+            "bench.project",
+            project.plan_with_traces,
+            "as *this project*, every process tracing each message (OpenTelemetry, semconv "
+            "1.27: a `send` and a `process` span per hop, W3C context in the headers) and "
+            "exporting the spans over OTLP/HTTP in batches to a receiver of the run's own "
+            "(`harness.otlp_receiver`, which decodes them and keeps nothing)",
+            ("pika", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
+        ),
+        Contender(
             "project-classic",
             "this project, classic queues",
             "bench.project",

@@ -6,10 +6,14 @@
 `created_at` and `completed_at`. Logging at WARNING (no record per message), no progress lines.
 `plan_with_store` is the same with `last` writing its records to a Redis of the run's own, set
 up as the compose file's store (append-only file, fsync before every reply); `plan_with_metrics`
-the same with every process serving its Prometheus metrics (METRICS_PORT), as in compose.
+the same with every process serving its Prometheus metrics (METRICS_PORT), as in compose;
+`plan_with_traces` with every process exporting its spans (OTLP/HTTP, the SDK's default batch
+schedule) to a receiver of the run's own (`harness.otlp_receiver`), its CPU counted too.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from bench.runs import Plan, ProcSpec, RunSpec
 from common.settings import BrokerSettings, Env
@@ -36,8 +40,22 @@ def plan_with_metrics(vhost: Vhost, spec: RunSpec) -> Plan:
     return plan(vhost, spec, metrics=True)
 
 
+def plan_with_traces(vhost: Vhost, spec: RunSpec) -> Plan:
+    [port] = free_ports(1)
+    collector = ProcSpec(
+        "collector", "collector", python_module("harness.otlp_receiver", str(port))
+    )
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
+    return plan(vhost, replace(spec, env={**spec.env, **endpoint}), extra=[collector])
+
+
 def plan(
-    vhost: Vhost, spec: RunSpec, *, store: PrivateRedis | None = None, metrics: bool = False
+    vhost: Vhost,
+    spec: RunSpec,
+    *,
+    store: PrivateRedis | None = None,
+    metrics: bool = False,
+    extra: list[ProcSpec] | None = None,
 ) -> Plan:
     common = {
         "AMQP_URL": ",".join(vhost.node_urls),  # every node of a cluster
@@ -64,6 +82,7 @@ def plan(
         return {"METRICS_PORT": str(next(ports))} if metrics else {}
 
     procs: list[ProcSpec] = [ProcSpec("redis", "store", store.argv)] if store else []
+    procs += extra or []
     ready: dict[str, int] = {}
     for name, process in BROKER.items():
         env = {**common, **process.env, **run[process.role]}

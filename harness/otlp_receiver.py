@@ -1,9 +1,13 @@
 """A small OTLP/HTTP receiver for the tests: what the processes export, decoded with the
 opentelemetry-proto messages, kept as plain `Span`s (the wire's ids as hex, as a trace viewer
-shows them)."""
+shows them).
+
+`python -m harness.otlp_receiver PORT` runs one as a process of its own until killed, decoding
+what arrives and keeping nothing: the bench's collector for its row with traces on."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,7 +75,7 @@ def decode(body: bytes) -> list[Span]:
 class Receiver:
     """Spans posted to `endpoint` (OTLP/HTTP, protobuf), gathered in `spans()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, *, keep: bool = True) -> None:
         self._spans: list[Span] = []
         self._lock = threading.Lock()
         receiver = self
@@ -82,8 +86,10 @@ class Receiver:
                 if self.path != "/v1/traces":
                     self.send_error(404)
                     return
-                with receiver._lock:
-                    receiver._spans.extend(decode(body))
+                spans = decode(body)
+                if keep:
+                    with receiver._lock:
+                        receiver._spans.extend(spans)
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -94,9 +100,13 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # quiet: the test says what it found
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         host, port = self._server.server_address[:2]
         self.endpoint = f"http://{host}:{port}"
+
+    def serve(self) -> None:
+        """Answer until the process ends (for a receiver of its own process)."""
+        self._server.serve_forever()
 
     def spans(self) -> list[Span]:
         with self._lock:
@@ -112,3 +122,7 @@ class Receiver:
             self._server.shutdown()
             self._server.server_close()
             thread.join()
+
+
+if __name__ == "__main__":
+    Receiver(int(sys.argv[1]), keep=False).serve()
