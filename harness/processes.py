@@ -36,6 +36,19 @@ def wait_for(
         time.sleep(interval)
 
 
+def wait_for_each(
+    procs: Sequence[Proc], condition: Callable[[Proc], object], timeout: float, what: str
+) -> None:
+    """Wait until `condition(proc)` holds for every one of `procs`; on timeout, fail naming the
+    processes it does not hold for, each with the tail of its log."""
+    try:
+        wait_for(lambda: all(condition(proc) for proc in procs), timeout, what)
+    except AssertionError as error:
+        behind = [proc for proc in procs if not condition(proc)]
+        tails = "\n".join(f"--- {proc.name}:\n{proc.tail(8)}" for proc in behind)
+        raise AssertionError(f"{error}; not yet: {[p.name for p in behind]}\n{tails}") from None
+
+
 def python_module(module: str, *args: str) -> list[str]:
     return [PYTHON, "-m", module, *args]
 

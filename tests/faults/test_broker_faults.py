@@ -24,7 +24,7 @@ from common.retry import retry_delay
 from common.topology import STAGES
 from harness.pipeline import PipelineRun
 from harness.private_broker import BrokerUnavailable, DefaultVhost, PrivateBroker, reap_orphans
-from harness.processes import Proc, wait_for
+from harness.processes import Proc, wait_for, wait_for_each
 
 COUNT = 2000
 PIPELINE_ENV = {
@@ -120,8 +120,9 @@ def test_every_process_reconnects_after_a_broker_restart(start, private_broker) 
 
     private_broker.stop()
     down_since = time.monotonic()
-    wait_for(
-        lambda: all(count(p, LOST) > before[p][0] and count(p, RETRYING) for p in procs),
+    wait_for_each(
+        procs,
+        lambda p: count(p, LOST) > before[p][0] and count(p, RETRYING),
         30,
         "every process to notice the broker has gone, and to retry",
     )
@@ -131,10 +132,8 @@ def test_every_process_reconnects_after_a_broker_restart(start, private_broker) 
 
     private_broker.start()
     private_broker.wait_until_ready(READY_TIMEOUT)
-    wait_for(
-        lambda: all(count(p, CONNECTED) > before[p][1] for p in procs),
-        30,
-        "every process to reconnect",
+    wait_for_each(
+        procs, lambda p: count(p, CONNECTED) > before[p][1], 30, "every process to reconnect"
     )
     run.finish("broker restart", timeout=90, notes=f"node down {OUTAGE:g} s mid-run")
     for proc in procs:
