@@ -25,7 +25,7 @@ from common.topology import PIPELINE_QUEUES, STAGES, input_queues
 from harness.broker import Vhost
 from harness.delivery_probe import RECORD as REDELIVERY
 from harness.deployment import BROKER
-from harness.processes import Proc, wait_for
+from harness.processes import Proc, wait_for, wait_for_each
 from harness.store import StoreKeys
 
 PROBE = "harness.delivery_probe"
@@ -119,10 +119,10 @@ class PipelineRun:
         wait_for(lambda: self.distinct_completed() >= target, timeout, f"{target} completions")
 
     def wait_for_consumers(self, timeout: float = 30) -> None:
-        wait_for(
-            lambda: all(p.messages("consuming") for p in self.processes() if p not in self.firsts),
-            timeout,
-            "every consumer to be consuming",
+        """Wait until every consumer this run started, and did not kill, consumes."""
+        consumers = [p for p in self.processes() if p not in self.firsts and p not in self.killed]
+        wait_for_each(
+            consumers, lambda p: p.messages("consuming"), timeout, "every consumer to be consuming"
         )
 
     def most_deliveries(self) -> dict[str, int]:

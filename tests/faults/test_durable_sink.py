@@ -31,6 +31,7 @@ def test_sigkill_each_of_two_lasts_in_turn(start, vhost, store: StoreKeys) -> No
     wait_for(lambda: vhost.depth(SINK_QUEUE) == COUNT, 60, f"{COUNT} messages for last")
     run.start_last()  # `--scale last=2`: two replicas on one queue, one store
     run.start_last()
+    run.wait_for_consumers()  # each victim is killed while it consumes
     for victim, fraction in zip(list(run.lasts), (0.1, 0.4)[:KILLS], strict=True):
         run.wait_until_completed(fraction, timeout=60)
         run.kill(victim)

@@ -29,6 +29,7 @@ def run(start, vhost) -> PipelineRun:
 def test_sigkill_one_replica_of_each_stage(run: PipelineRun) -> None:
     run.start_all(replicas=2, **SOME_WORK)
     run.wait_until_completed(0.2, timeout=60)
+    run.wait_for_consumers()  # every victim consumes when the fault lands
     for stage in STAGES:
         victim = run.services[stage][0]
         run.kill(victim)
@@ -41,6 +42,7 @@ def test_broker_closes_every_connection(run: PipelineRun) -> None:
     run.env = {"PUBLISH_RATE": 400}  # a run of 5 s, so that the fault hits every stage mid-run
     run.start_all(**SOME_WORK)
     run.wait_until_completed(0.2, timeout=60)
+    run.wait_for_consumers()  # every victim consumes when the fault lands
     rabbitmqctl("close_all_connections", "-p", run.vhost.name, "fault test")
     run.finish("broker closes every connection mid-run")
     for proc in run.processes():
@@ -52,6 +54,7 @@ def test_broker_closes_every_connection(run: PipelineRun) -> None:
 def test_sigterm_drains_each_service_and_last(run: PipelineRun) -> None:
     run.start_all(RANDOM_WAIT_MIN=0.005, RANDOM_WAIT_MAX=0.02)
     run.wait_until_completed(0.2, timeout=60)
+    run.wait_for_consumers()  # every victim consumes when the fault lands
     for stage in STAGES:
         leaving = run.services[stage][0]
         run.kill(leaving, signal.SIGTERM)
