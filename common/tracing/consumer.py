@@ -24,16 +24,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Tracer
 
-from common.consumer.events import (
-    Confirmed,
-    Connected,
-    DeadLettered,
-    Event,
-    HandlerFinished,
-    Publishing,
-    Received,
-    Settled,
-)
+from common.consumer import events
 from common.consumer.outcomes import Delivery, Failed
 from common.tracing.messaging import end_all, fail, operation, parent_of, peer, start_send
 
@@ -54,26 +45,26 @@ class ConsumerSpans:
         self._failure: dict[Delivery, str] = {}  # the latest, for a requeue's description
         self._peer: dict[str, str | int] = {}  # the node the channel is connected to
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: events.Event) -> None:
         match event:
-            case Received(delivery):
+            case events.Received(delivery):
                 self._received(delivery)
-            case HandlerFinished(delivery, Failed(reason)):
+            case events.HandlerFinished(delivery, Failed(reason)):
                 self._failed(delivery, reason)
-            case Publishing(delivery, routing_key, properties):
+            case events.Publishing(delivery, routing_key, properties):
                 parent = trace.set_span_in_context(self._span(delivery), Context())
                 span = start_send(self._tracer, self._next_queue, routing_key, properties, parent)
                 self._sending[delivery] = span
-            case Confirmed(delivery):
+            case events.Confirmed(delivery):
                 if (span := self._sending.pop(delivery, None)) is not None:
                     span.end()
-            case DeadLettered(delivery, reason):
+            case events.DeadLettered(delivery, reason):
                 span = self._span(delivery)
                 span.set_attribute("rabbithole.dead_letter.reason", reason)
                 fail(span, "dead_lettered", f"dead-lettered: {reason}")
-            case Settled(delivery, acked):
+            case events.Settled(delivery, acked):
                 self._settled(delivery, acked)
-            case Connected(node, again):
+            case events.Connected(node, again):
                 self._peer = peer(node)
                 if again:
                     self._lost()

@@ -6,8 +6,9 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.topology import STAGES, following_queue
+from common.topology import STAGES
 from harness.broker import Vhost
+from harness.pipeline import PipelineRun
 from harness.private_broker import free_ports
 from harness.processes import wait_for
 
@@ -36,19 +37,12 @@ def count(samples: dict, name: str, **labels: str) -> float:
 def test_each_stages_counts_agree_with_last_and_the_dead_letter_queue(start, vhost: Vhost) -> None:
     ports = dict(zip((*STAGES, "last"), free_ports(4), strict=True))
     common = {"DELIVERY_LIMIT": DELIVERY_LIMIT, "PROGRESS_INTERVAL": 0}
-    last = start("last", METRICS_PORT=ports["last"], **common)
+    run = PipelineRun(start, vhost, COUNT, env=common)
+    last = run.start_last(METRICS_PORT=ports["last"])
     for stage in STAGES:
-        start(
-            "service",
-            stage,
-            RABBITMQ_QUEUE=stage,
-            RABBITMQ_NEXT_QUEUE=following_queue(stage),
-            METRICS_PORT=ports[stage],
-            WORKERS=4,
-            **({"FAIL_ON_SEQ": POISON} if stage == "service_b" else {}),
-            **common,
-        )
-    first = start("first", NUMBER_OF_MESSAGES=COUNT, **common)  # gone before a scrape
+        poison = {"FAIL_ON_SEQ": POISON} if stage == "service_b" else {}
+        run.start_service(stage, METRICS_PORT=ports[stage], WORKERS=4, **poison)
+    first = run.start_first()  # gone before a scrape
     assert first.wait(60) == 0, first.tail()
     wait_for(lambda: len(last.messages("completed")) == COUNT - 1, 60, "every good message")
     wait_for(lambda: vhost.depth("dead_letter") == 1, 30, "the poison one dead-lettered")

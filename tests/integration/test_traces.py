@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from common.topology import STAGES, following_queue
+from common.topology import STAGES
+from harness.broker import Vhost
 from harness.otlp_receiver import Receiver, Span
+from harness.pipeline import PipelineRun
 from harness.private_broker import free_ports
 from harness.processes import wait_for
 
@@ -60,24 +62,18 @@ def path_to_root(span: Span, by_id: dict[str, Span]) -> list[tuple[str, str]]:
 
 
 def test_every_message_is_one_trace_from_first_to_last_with_its_failures_said(
-    start, receiver: Receiver
+    start, vhost: Vhost, receiver: Receiver
 ) -> None:
     otel = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "DELIVERY_LIMIT": DELIVERY_LIMIT,
         **FAST_EXPORT,
     }
-    last = start("last", EXPECTED_MESSAGES=COUNT - 1, **otel)
+    run = PipelineRun(start, vhost, COUNT, env=otel)
+    last = run.start_last(EXPECTED_MESSAGES=COUNT - 1)
     for stage in STAGES:
-        start(
-            "service",
-            stage,
-            RABBITMQ_QUEUE=stage,
-            RABBITMQ_NEXT_QUEUE=following_queue(stage),
-            **({"FAIL_ON_SEQ": POISON} if stage == "service_b" else {}),
-            **otel,
-        )
-    first = start("first", NUMBER_OF_MESSAGES=COUNT, **otel)
+        run.start_service(stage, **({"FAIL_ON_SEQ": POISON} if stage == "service_b" else {}))
+    first = run.start_first()
     assert first.wait(60) == 0, first.tail()
     assert last.wait(60) == 0, last.tail()  # it exits once every good message is in
 
@@ -130,16 +126,13 @@ def test_a_message_redelivered_after_a_kill_keeps_its_trace(
     redelivered (the killed attempt's span died with its process)."""
     count = 5
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **FAST_EXPORT}
-    last = start("last", EXPECTED_MESSAGES=count, **otel)
-    wiring = {
-        stage: {"RABBITMQ_QUEUE": stage, "RABBITMQ_NEXT_QUEUE": following_queue(stage)}
-        for stage in STAGES
-    }
-    start("service", "service_a", **wiring["service_a"], **otel)
-    start("service", "service_c", **wiring["service_c"], **otel)
+    run = PipelineRun(start, vhost, count, env=otel)
+    last = run.start_last(EXPECTED_MESSAGES=count)
+    run.start_service("service_a")
+    run.start_service("service_c")
     # Work that outlasts the test: whatever this replica takes, it still holds when killed.
-    stuck = start("service", "service_b-1", **wiring["service_b"], RANDOM_WAIT_MIN=600, **otel)
-    first = start("first", NUMBER_OF_MESSAGES=count, **otel)
+    stuck = run.start_service("service_b", RANDOM_WAIT_MIN=600)
+    first = run.start_first()
     assert first.wait(60) == 0, first.tail()
 
     def in_hand() -> bool:
@@ -148,7 +141,7 @@ def test_a_message_redelivered_after_a_kill_keeps_its_trace(
 
     wait_for(in_hand, 30, "every message sent to service_b and in the hands of its replica")
     stuck.kill()
-    start("service", "service_b-2", **wiring["service_b"], **otel)
+    run.start_service("service_b")
     assert last.wait(60) == 0, last.tail()
 
     def complete() -> dict[str, list[Span]]:
@@ -198,20 +191,17 @@ def test_a_bad_endpoint_is_one_line_and_exit_code_2(start) -> None:
     ]
 
 
-def test_a_collector_that_does_not_answer_neither_stops_nor_floods_the_pipeline(start) -> None:
+def test_a_collector_that_does_not_answer_neither_stops_nor_floods_the_pipeline(
+    start, vhost: Vhost
+) -> None:
     [nobody] = free_ports(1)
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{nobody}", **FAST_EXPORT}
     count = 50
-    last = start("last", EXPECTED_MESSAGES=count, **otel)
+    run = PipelineRun(start, vhost, count, env=otel)
+    last = run.start_last(EXPECTED_MESSAGES=count)
     for stage in STAGES:
-        start(
-            "service",
-            stage,
-            RABBITMQ_QUEUE=stage,
-            RABBITMQ_NEXT_QUEUE=following_queue(stage),
-            **otel,
-        )
-    first = start("first", NUMBER_OF_MESSAGES=count, **otel)
+        run.start_service(stage)
+    first = run.start_first()
     assert first.wait(60) == 0, first.tail()
     assert last.wait(60) == 0, last.tail()
     for proc in (first, last):  # at most: the export failing, and the flush given up at exit

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from harness import deployment
 from harness.processes import ROOT
+from tests.unit.commands import compose_1_29, output_of
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -49,17 +49,7 @@ def compose_config(compose_bin: str, env_file: Path, *options: str) -> dict:
         if name not in interpolated and not name.startswith("COMPOSE_")
     }
     command = [compose_bin, "-f", str(COMPOSE_FILE), "--env-file", str(env_file), *options]
-    result = subprocess.run(
-        [*command, "config", "--format", "json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"docker compose config failed:\n{result.stderr}"
-    return json.loads(result.stdout)
+    return json.loads(output_of([*command, "config", "--format", "json"], env=env))
 
 
 def compose_model(compose_bin: str, directory: Path, settings: str = "", *options: str) -> dict:
@@ -92,16 +82,8 @@ def import_in_image(sources: Sequence[str], app: Path, code: str) -> None:
         else:
             (app / source).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, app / source)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=app,
-        env={"PATH": os.environ.get("PATH", os.defpath), "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONDONTWRITEBYTECODE": "1"}
+    output_of([sys.executable, "-c", code], cwd=app, env=env)
 
 
 @pytest.fixture
@@ -271,19 +253,9 @@ def test_compose_file_works_with_compose_1_29() -> None:
     """Debian's and Ubuntu's `apt install docker-compose` give 1.29, which rejects a top-level
     `name:`; it must be able to read the file as v2 does."""
     assert not re.search(r"^name\s*:", COMPOSE_FILE.read_text(), re.M)
-    legacy = shutil.which("docker-compose")
-    if legacy is None:
-        pytest.skip("docker-compose (1.x) is not installed: `apt-get install docker-compose`")
+    legacy = compose_1_29()
     for profile in ([], ["--profile", "tools"]):
-        result = subprocess.run(
-            [legacy, "-f", str(COMPOSE_FILE), *profile, "config", "--quiet"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
+        output_of([legacy, "-f", str(COMPOSE_FILE), *profile, "config", "--quiet"])
 
 
 def test_build_context_leaves_out_local_files() -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from harness.processes import ROOT
+from tests.unit.commands import compose_1_29, output_of
 from tests.unit.test_compose_cluster import CLUSTER_FILE, conf_lines
 from tests.unit.test_compose_file import APP_SERVICES, BROKER, COMPOSE_FILE, STORE, compose_model
 
@@ -186,16 +185,5 @@ def test_traces_go_to_jaeger_only_when_asked_for(compose_bin: str, tmp_path: Pat
 
 @pytest.mark.parametrize("files", [(), (CLUSTER_FILE,)], ids=["one node", "cluster"])
 def test_the_profile_works_with_compose_1_29(files: tuple[Path, ...]) -> None:
-    legacy = shutil.which("docker-compose")
-    if legacy is None:
-        pytest.skip("docker-compose (1.x) is not installed: `apt-get install docker-compose`")
     options = [arg for file in (COMPOSE_FILE, *files) for arg in ("-f", str(file))]
-    result = subprocess.run(
-        [legacy, *options, "--profile", PROFILE, "config", "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    output_of([compose_1_29(), *options, "--profile", PROFILE, "config", "--quiet"])

@@ -7,11 +7,10 @@ decoding, installed) everything long before, which would hide an effect of the i
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.commands import output_of
+
 RUNTIME = ("common", "first", "service", "last")
 
 # Prints what changed, as JSON: every global a library could set on import, before and after
@@ -82,16 +81,7 @@ print(json.dumps({"imported": imported, "changed": changed}))
 
 
 def probe() -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE % {"packages": RUNTIME}],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return json.loads(output_of([sys.executable, "-c", PROBE % {"packages": RUNTIME}]))
 
 
 def test_importing_the_runtime_changes_nothing_global() -> None:
@@ -107,7 +97,4 @@ def test_a_process_makes_header_decoding_tolerant_as_it_starts() -> None:
         "from common.main import run\n"
         "run(lambda env: 0 if getattr(spec.BasicProperties.decode, 'tolerant', False) else 5)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    output_of([sys.executable, "-c", script])  # exit code 5 if it is not
