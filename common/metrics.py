@@ -42,6 +42,7 @@ from common.consumer.events import (
 from common.consumer.outcomes import DeadLetter, Done, Failed, Forward
 from common.publisher import Refused, Returned
 from common.settings import Env, SettingsError
+from common.tallies import Tallies
 
 # Seconds, from a millisecond's work to a long outage's wait: the hop, the handler, the store.
 SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -61,12 +62,14 @@ class MetricsSettings:
 
 class Metrics:
     """One process's registry, with the process's own figures (CPU, memory, GC) beside ours;
-    `counter`, `histogram` and `gauge` make a metric already labelled with the stage."""
+    `counter` and `histogram` make a metric already labelled with the stage, which any
+    thread may update; `io_thread` makes the same for the I/O thread alone (`common.tallies`)."""
 
     def __init__(self, stage: str) -> None:
         self.stage = stage
         self.registry = CollectorRegistry()
-        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        self.io_thread = Tallies(stage)  # what the I/O thread alone counts: no lock per update
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, self.io_thread):
             self.registry.register(collector)
 
     def counter(self, name: str, doc: str) -> Counter:
@@ -75,9 +78,6 @@ class Metrics:
     def histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
         family = Histogram(name, doc, ["stage"], registry=self.registry, buckets=buckets)
         return family.labels(self.stage)
-
-    def gauge(self, name: str, doc: str) -> Gauge:
-        return Gauge(name, doc, ["stage"], registry=self.registry).labels(self.stage)
 
     def info(self, name: str, doc: str, label: str) -> Callable[[str], None]:
         """A gauge of 1 for one value of `label` at a time (the node, the run id)."""
@@ -104,17 +104,18 @@ class PublishMetrics:
     """What a publishing process counts: sent, confirmed, refused, returned, reconnects, node."""
 
     def __init__(self, metrics: Metrics) -> None:
-        self.published = metrics.counter("rabbithole_messages_published", "Messages sent on")
-        self.confirmed = metrics.counter(
+        counts = metrics.io_thread
+        self.published = counts.counter("rabbithole_messages_published", "Messages sent on")
+        self.confirmed = counts.counter(
             "rabbithole_messages_confirmed", "Messages sent on that the broker confirmed"
         )
-        self.refused = metrics.counter(
+        self.refused = counts.counter(
             "rabbithole_publishes_refused", "Publishes the broker nacked (sent again)"
         )
-        self.returned = metrics.counter(
+        self.returned = counts.counter(
             "rabbithole_publishes_returned", "Publishes the broker returned: no such queue"
         )
-        self.reconnects = metrics.counter("rabbithole_reconnects", "Channels opened after a loss")
+        self.reconnects = counts.counter("rabbithole_reconnects", "Channels opened after a loss")
         self.node = metrics.info("rabbithole_broker_node_info", "The broker node in use", "node")
 
     def publisher_event(self, event: Refused | Returned) -> None:
@@ -134,29 +135,27 @@ class ConsumerMetrics(PublishMetrics):
 
     def __init__(self, metrics: Metrics) -> None:
         super().__init__(metrics)
-        self.received = metrics.counter("rabbithole_messages_received", "Deliveries received")
-        handled = Counter(
-            "rabbithole_messages_handled",
-            "Deliveries processed, by outcome",
-            ["stage", "outcome"],
-            registry=metrics.registry,
-        )
+        counts = metrics.io_thread
+        self.received = counts.counter("rabbithole_messages_received", "Deliveries received")
         self.handled = {
-            kind: handled.labels(metrics.stage, name) for kind, name in OUTCOMES.items()
+            kind: counts.counter(
+                "rabbithole_messages_handled", "Deliveries processed, by outcome", outcome=name
+            )
+            for kind, name in OUTCOMES.items()
         }
-        self.duration = metrics.histogram(
+        self.duration = counts.histogram(
             "rabbithole_handler_duration_seconds", "Processing time of a delivery", SECONDS
         )
-        self.in_progress = metrics.gauge(
+        self.in_progress = counts.gauge(
             "rabbithole_messages_in_progress", "Deliveries received and not yet settled"
         )
-        self.requeued = metrics.counter(
+        self.requeued = counts.counter(
             "rabbithole_messages_requeued", "Deliveries handed back to their queue for another try"
         )
-        self.dead_lettered = metrics.counter(
+        self.dead_lettered = counts.counter(
             "rabbithole_messages_dead_lettered", "Deliveries whose dead-letter copy is confirmed"
         )
-        self.ack_batch = metrics.histogram(
+        self.ack_batch = counts.histogram(
             "rabbithole_ack_batch_messages", "Deliveries acked in one flush", BATCH
         )
 
