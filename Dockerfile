@@ -3,8 +3,11 @@
 # module each service runs.
 FROM python:3.12-slim AS runtime
 
+# PYTHONFAULTHANDLER: a crash, or `docker compose kill -s SIGABRT SERVICE` on one that hangs,
+# writes every thread's stack to the log before the process dies.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONFAULTHANDLER=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app

@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+ABORT_TIMEOUT = 5  # s: a process writes its stacks and dies at once on SIGABRT
 
 
 def wait_for(
@@ -75,6 +76,7 @@ class Proc:
         else:  # as the image sets them
             base = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONUNBUFFERED": "1"}
             base["PYTHONDONTWRITEBYTECODE"] = "1"
+        base["PYTHONFAULTHANDLER"] = "1"  # as the image: aborted, it writes its threads' stacks
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.popen = subprocess.Popen(
                 self.argv,
@@ -122,15 +124,27 @@ class Proc:
         return self.poll() is None
 
     def wait(self, timeout: float) -> int:
-        """Its exit code; fails with its last output if it is still running after `timeout`."""
+        """Its exit code. If it is still running after `timeout`, it is aborted, and the failure
+        shows its last output and where each of its threads was stuck."""
         deadline = time.monotonic() + timeout
         while (code := self.poll()) is None:
             if time.monotonic() > deadline:
+                last_output = self.tail()
                 raise AssertionError(
-                    f"{self.name} still running after {timeout:g}s; last output:\n{self.tail()}"
+                    f"{self.name} still running after {timeout:g}s; last output:\n{last_output}\n"
+                    f"its threads, when aborted:\n{self._abort_for_stacks()}"
                 )
             time.sleep(0.02)
         return code
+
+    def _abort_for_stacks(self) -> str:
+        """SIGABRT it: Python's fault handler (PYTHONFAULTHANDLER, set for every Proc) writes
+        every thread's stack to stderr before the process dies. What it wrote."""
+        written = len(self.stderr())
+        self.signal(signal.SIGABRT)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: self.poll() is not None, ABORT_TIMEOUT, "the abort")
+        return self.stderr()[written:] or "(none written)"
 
     def signal(self, sig: signal.Signals) -> None:
         """Send `sig` to the process alone (not to what it started)."""
