@@ -3,8 +3,8 @@
 # module each service runs.
 FROM python:3.12-slim AS runtime
 
-# PYTHONFAULTHANDLER: a crash, or `docker compose kill -s SIGABRT SERVICE` on one that hangs,
-# writes every thread's stack to the log before the process dies.
+# PYTHONFAULTHANDLER: a crash, or a SIGABRT sent to a process that hangs, writes every thread's
+# stack to its log before it dies.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONFAULTHANDLER=1 \
