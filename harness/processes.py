@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -141,6 +142,8 @@ class Proc:
         """SIGABRT it: Python's fault handler (PYTHONFAULTHANDLER, set for every Proc) writes
         every thread's stack to stderr before the process dies. What it wrote."""
         written = len(self.stderr())
+        with contextlib.suppress(OSError):  # no core file left in the repo, whatever ulimit -c says
+            resource.prlimit(self.pid, resource.RLIMIT_CORE, (0, 0))
         self.signal(signal.SIGABRT)
         with contextlib.suppress(AssertionError):
             wait_for(lambda: self.poll() is not None, ABORT_TIMEOUT, "the abort")
