@@ -3,8 +3,9 @@
 # module each service runs.
 FROM python:3.12-slim AS runtime
 
-# PYTHONFAULTHANDLER: a crash, or a SIGABRT sent to a process that hangs, writes every thread's
-# stack to its log before it dies.
+# PYTHONFAULTHANDLER: a crash, or a SIGABRT to a process that hangs, writes every thread's stack
+# to its log before it dies. Under `init: true` the init does not pass SIGABRT on: send it to
+# init's child, `docker compose exec SERVICE sh -c 'kill -ABRT $(cat /proc/1/task/1/children)'`.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONFAULTHANDLER=1 \
