@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pika
 import pika.exceptions
@@ -31,6 +31,7 @@ from common.outage import USABLE_AFTER, Outage, unreachable
 from common.refusals import BrokerError, BrokerUnreachable, open_refusal, setup_refusal
 from common.retry import describe
 from common.settings import BrokerSettings
+from common.topology import Queues
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class ReconnectingConnection:
         self,
         settings: BrokerSettings,
         user: ChannelUser,
-        queues: Sequence[str],
+        queues: Queues,
         prefetch: int = 0,
         *,
         name: str = "",
@@ -63,7 +64,7 @@ class ReconnectingConnection:
     ) -> None:
         self._settings = settings
         self._user = user
-        self._queues = tuple(dict.fromkeys(queues))
+        self._queues = queues
         self._prefetch = prefetch
         self._name = name
         self._nodes = Nodes(settings.amqp_urls)

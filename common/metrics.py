@@ -194,6 +194,7 @@ class ConsumerMetrics(PublishMetrics):
         self.in_progress.set(0)  # what the lost channel held is the broker's again
         self.connected(event.node, again=event.again)
 
+
 def publish_metrics(env: Env, run_id: str) -> PublishMetrics | None:
     """`first`'s metrics, with its run id as an info metric: None when METRICS_PORT is unset."""
     settings = MetricsSettings.from_env(env)

@@ -6,6 +6,10 @@ means the topology is broken (someone deleted a queue), not that the message is 
 publisher reports it to `on_unroutable`, whose owner reconnects and declares the queues again,
 and the message is published again (or, for a consumer, redelivered) on the new channel.
 
+Every message carries `user_id`, the connection's user: RabbitMQ checks it against the login (a
+forged one closes the channel with 406 PRECONDITION_FAILED), so the stage that receives it knows
+for certain who sent it (`common.consumer.senders`).
+
 A nack means the broker could not take the message for now: a quorum queue whose leader is
 moving after a node's loss (RabbitMQ 3.10 refuses publishes for a moment then), a queue at its
 length limit with `reject-publish`. It says nothing against the message, so the publisher sends
@@ -82,6 +86,7 @@ class ConfirmedPublisher:
         self._start_over = start_over
         self._call_later = call_later
         self._observe = observe
+        self._user_id = getattr(channel.connection.params.credentials, "username", None)
         self._next_tag = 1
         self._pending: dict[int, _Publish] = {}
         self._refused: list[_Publish] = []  # nacked, to be published again after the pause
@@ -96,6 +101,9 @@ class ConfirmedPublisher:
         properties: pika.BasicProperties,
         on_confirmed: Confirmed,
     ) -> None:
+        """Send the message (its properties stamped with our `user_id`); `on_confirmed` once
+        the broker has it."""
+        properties.user_id = self._user_id
         self._send(_Publish(routing_key, body, properties, on_confirmed))
 
     def _send(self, publish: _Publish) -> None:

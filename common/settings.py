@@ -10,7 +10,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pika
 
@@ -19,6 +20,7 @@ URL_SEPARATOR = ","  # between the nodes of a cluster in AMQP_URL; a URL itself 
 ALLOWED_URL = "a URL like amqp://user:password@host:5672/%2F (or amqps://)"
 QUEUE_TYPES = ("quorum", "classic")
 ORDERINGS = ("unordered", "keyed")
+DECLARING = ("all", "own")  # which queues a process declares (common.topology.Queues)
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -107,8 +109,9 @@ class Env:
         value = self._raw(name)
         return default if value is None else _checked_amqp_url(name, value)
 
-    def amqp_urls(self, name: str, default: str) -> tuple[str, ...]:
-        """One broker URL, or several separated by commas: the nodes of one cluster."""
+    def amqp_urls(self, name: str, default: str, password: str | None = None) -> tuple[str, ...]:
+        """One broker URL, or several separated by commas: the nodes of one cluster; with
+        `password`, each URL's user logs in with it (whatever the URL says)."""
         value = self._raw(name)
         if value is None:
             return (default,)
@@ -116,7 +119,34 @@ class Env:
         if not all(urls):
             shown = URL_SEPARATOR.join(redact_url(url) for url in urls)
             raise SettingsError(name, shown, f"{ALLOWED_URL}, or several separated by commas")
+        if password is not None:
+            urls = tuple(_with_password(url, password) for url in urls)
         return tuple(_checked_amqp_url(name, url) for url in urls)
+
+    def secret(self, name: str) -> str | None:
+        """What the file named by `name` holds (a secret mounted for this process alone, so
+        that it is in no environment listing); None when `name` is unset."""
+        path = self._raw(name)
+        if path is None:
+            return None
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            raise SettingsError(name, path, f"a file this process can read ({reason})") from None
+        if not value or not value.isprintable():
+            raise SettingsError(name, path, "a file holding the secret on one line")
+        return value
+
+
+def _with_password(url: str, password: str) -> str:
+    """`url` with its user's password set to `password` (URL-quoted); a URL with no user is
+    left as it is."""
+    parts = urlsplit(url)
+    if not parts.username:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:{quote(password, safe='')}@{host}").geturl()
 
 
 def _checked_amqp_url(name: str, value: str) -> str:
@@ -164,11 +194,12 @@ class BrokerSettings:
     max_body_bytes: int
     ordering: str = "unordered"  # or "keyed": each stage's input is `partitions` queues
     partitions: int = 6
+    declare_queues: str = "all"  # or "own": only the queues read, the others only checked
 
     @classmethod
     def from_env(cls, env: Env) -> BrokerSettings:
         return cls(
-            amqp_urls=env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL),
+            amqp_urls=env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL, env.secret("AMQP_PASSWORD_FILE")),
             heartbeat=env.integer("HEARTBEAT", 60, minimum=1, maximum=3600),
             connect_timeout=env.number("CONNECT_TIMEOUT", 60.0, minimum=0.0, maximum=86400.0),
             queue_type=env.choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
@@ -182,6 +213,7 @@ class BrokerSettings:
             # 6 divides evenly over 1, 2, 3 or 6 replicas of a stage; 64 keeps the declarations
             # (two stages' worth per process) and the broker's Raft groups within reason.
             partitions=env.integer("PARTITIONS", 6, minimum=1, maximum=64),
+            declare_queues=env.choice("DECLARE_QUEUES", "all", DECLARING),
         )
 
     @property

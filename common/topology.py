@@ -18,6 +18,7 @@ would remap some: do it with the pipeline drained.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 from common.settings import BrokerSettings
 
@@ -26,6 +27,18 @@ PRIORITY_RANGE = 1 << 20  # consumer priorities 0..2^20-1: replicas of a stage r
 STAGES = ("service_a", "service_b", "service_c")  # the services, in the order a message meets them
 SINK_QUEUE = "service_log"  # what `last` consumes: the history of a message that went through all
 PIPELINE_QUEUES = (*STAGES, SINK_QUEUE)
+
+
+@dataclass(frozen=True)
+class Queues:
+    """The queues one process uses: `own`, those it reads, which it always declares (and so
+    needs the right to configure); `others`, those it writes to, declared too unless
+    DECLARE_QUEUES=own says they exist already (seeded by the broker's definitions, or declared
+    by their owners), and are then only checked, which needs no right at all. A user that may
+    configure a queue may also delete it: with `own`, no stage may delete another's input."""
+
+    own: tuple[str, ...]
+    others: tuple[str, ...]
 
 
 def following_queue(queue: str) -> str | None:

@@ -30,7 +30,7 @@ from common.nodes import node_of
 from common.progress import Progress, progress_interval
 from common.publisher import ConfirmedPublisher
 from common.settings import BrokerSettings, Env
-from common.topology import STAGES, input_queues, route
+from common.topology import STAGES, Queues, input_queues, route
 
 if TYPE_CHECKING:
     from common.tracing.messaging import FloodSpans
@@ -92,7 +92,7 @@ class Flood:
         self._spans = spans
         self._broker = broker
         self._clock = clock
-        queues = [*input_queues(settings.next_queue, broker), broker.dead_letter_queue]
+        queues = Queues((), (*input_queues(settings.next_queue, broker), broker.dead_letter_queue))
         name = f"first@{socket.gethostname()}/{os.getpid()}"
         self.connection = connect(broker, self, queues, name=name)
         self._publisher: ConfirmedPublisher | None = None

@@ -48,7 +48,8 @@ class WatchSettings:
     @classmethod
     def from_env(cls, env: Env) -> WatchSettings:
         # Every node of a cluster serves the same users and virtual hosts: the first will do.
-        url = urlsplit(env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL)[0])
+        urls = env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL, env.secret("AMQP_PASSWORD_FILE"))
+        url = urlsplit(urls[0])
         management_url = env.text("MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL, max_length=2048)
         parts = urlsplit(management_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:

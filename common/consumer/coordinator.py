@@ -52,7 +52,7 @@ from common.consumer.settings import ConsumerSettings
 from common.consumer.workers import HandBack, Process, WorkerPool
 from common.nodes import node_of
 from common.settings import BrokerSettings
-from common.topology import input_queues
+from common.topology import Queues, input_queues
 
 log = logging.getLogger("common.consumer")
 
@@ -81,13 +81,13 @@ class Consumer:
         identity = f"{settings.queue}@{settings.replica_id}"
         self._new_policy = policy_for(broker, identity)
         outputs = input_queues(next_queue, broker) if next_queue else ()
-        queues = [*self._inputs, *outputs, broker.dead_letter_queue]
+        queues = Queues(self._inputs, (*outputs, broker.dead_letter_queue))
         # basic.qos counts per consumer, and keyed mode has one per partition: each gets its
         # share, so that the process holds at most PREFETCH (quorum queues have no global qos).
         self._per_consumer = -(-settings.prefetch // len(self._inputs))
         self.connection = connect(broker, self, queues, self._per_consumer, name=identity)
         self.events = Events(observers)
-        self._processor = Processor(handler, broker, settings.queue, next_queue or "")
+        self._processor = Processor(handler, broker, settings, next_queue or "")
         hand_back = HandBack(self.connection.call_threadsafe, self._on_result)
         self._pool = pool(settings.workers, self._process, hand_back)
         self._generations = itertools.count(1)

@@ -2,7 +2,9 @@
 
 A dead letter is the original body with the original's properties, plus `x-error-*` headers.
 The original headers come along only while they are small: a copy must always fit in the
-broker's frame, or the dead-lettering itself would fail on every redelivery.
+broker's frame, or the dead-lettering itself would fail on every redelivery. The copy's
+`user_id` is the dead-lettering stage's (the broker takes no other from it); the original
+sender's goes in `x-original-user-id`.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ def dead_letter_properties(delivery: Delivery, reason: str, queue: str) -> pika.
         "x-error-queue": queue,
         "x-error-at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
+    sender = printable(delivery.properties.user_id)
+    if sender is not None:
+        error["x-original-user-id"] = sender
     properties = pika.BasicProperties(
         content_type=printable(delivery.properties.content_type),
         delivery_mode=pika.DeliveryMode.Persistent,

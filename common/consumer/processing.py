@@ -6,7 +6,8 @@ settled when it resolves, with no worker thread held):
 - returns a Message: the output, encoded and routed here, for the I/O thread to publish;
 - returns None: the message ends here;
 - raises InvalidMessage, or the message does not decode, or its history did not come through
-  the stages before this queue in order (`common.topology.stages_before`): dead-letter it;
+  the stages before this queue in order (`common.topology.stages_before`), or it was sent by
+  another user than the one this stage accepts (`common.consumer.senders`): dead-letter it;
 - raises anything else: a failure that may pass on another try (the ordering policy decides).
 """
 
@@ -25,6 +26,8 @@ from common.consumer.outcomes import (
     Outcome,
     Result,
 )
+from common.consumer.senders import sender_refusal
+from common.consumer.settings import ConsumerSettings
 from common.frames import undecodable_reason
 from common.messages import InvalidMessage, Message
 from common.retry import describe
@@ -34,23 +37,27 @@ from common.topology import route, stages_before
 
 @dataclass(frozen=True)
 class Processor:
-    """Turns a delivery of `queue` into its outcome with `handler`; outputs go to `next_queue`
-    ("": the handler is the sink, and its result must be None). Safe on any thread."""
+    """Turns a delivery of `settings.queue` into its outcome with `handler`; outputs go to
+    `next_queue` ("": the handler is the sink, and its result must be None). Safe on any
+    thread."""
 
     handler: Handler
     broker: BrokerSettings
-    queue: str
+    settings: ConsumerSettings
     next_queue: str = ""
 
     def process(self, delivery: Delivery) -> Outcome | Future[Outcome]:
-        unreadable = undecodable_reason(delivery.properties.headers)
-        if unreadable is not None:
-            return DeadLetter(unreadable)
+        queue = self.settings.queue
+        refusal = sender_refusal(delivery.properties, queue, self.settings.accept_from)
+        if refusal is None:
+            refusal = undecodable_reason(delivery.properties.headers)
+        if refusal is not None:
+            return DeadLetter(refusal)
         try:
             message = Message.decode(delivery.body, delivery.properties, self.broker.max_body_bytes)
-            stages = stages_before(self.queue)
+            stages = stages_before(queue)
             if stages is not None:
-                message.require_stages(stages, self.queue)
+                message.require_stages(stages, queue)
             output = self.handler(message)
             if not isinstance(output, Future):
                 return self._outcome(output)

@@ -17,6 +17,7 @@ class ConsumerSettings:
     drain_timeout: float
     replica_id: str = ""  # this replica of the stage, among others: its connection name, and
     # (keyed mode) what its consumer priorities hash; the host name and process id by default
+    accept_from: str = ""  # the one user whose messages are taken, "" any (consumer.senders)
 
     @classmethod
     def from_env(
@@ -35,4 +36,5 @@ class ConsumerSettings:
             prefetch=env.integer("PREFETCH", 100, minimum=1, maximum=65535),
             drain_timeout=env.number("DRAIN_TIMEOUT", 20.0, minimum=0.0, maximum=3600.0),
             replica_id=env.text("REPLICA_ID", f"{socket.gethostname()}/{os.getpid()}"),
+            accept_from=env.text("ACCEPT_FROM", ""),
         )

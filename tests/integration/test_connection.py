@@ -17,6 +17,7 @@ from common.logs import setup_logging
 from common.main import UNREACHABLE_HINT
 from common.messages import Message
 from common.settings import BrokerSettings, Env, LogSettings
+from common.topology import Queues
 from harness.broker import rabbitmqctl
 from harness.processes import wait_for
 
@@ -56,7 +57,7 @@ def product_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCapt
 def test_a_bug_in_a_callback_backs_off_then_gives_up(vhost, product_logging) -> None:
     settings = BrokerSettings.from_env(Env({"AMQP_URL": vhost.url, "CONNECT_TIMEOUT": "4"}))
     user = BuggyUser()
-    connection = ReconnectingConnection(settings, user, ["service_a"])
+    connection = ReconnectingConnection(settings, user, Queues(("service_a",), ()))
     started = time.monotonic()
     with pytest.raises(BrokerError, match="a bug in a callback"):
         connection.run()

@@ -208,6 +208,7 @@ class FakeChannel:
     number: int
     state: str = "open"
     declared: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)  # declared passively: only checked
     prefetch: int | None = None
     acks: list[tuple[int, bool]] = field(default_factory=list)  # (delivery tag, multiple)
     nacks: list[int] = field(default_factory=list)  # requeued by us
@@ -241,9 +242,13 @@ class FakeChannel:
     def add_on_close_callback(self, callback: Callable) -> None:
         self._close_callbacks.append(callback)
 
-    def queue_declare(self, queue: str, durable: bool, arguments: dict, callback: Callable) -> None:
+    def queue_declare(
+        self, queue: str, passive: bool, durable: bool, arguments: dict, callback: Callable
+    ) -> None:
         self._require_open()
         self.declared.append(queue)
+        if passive:
+            self.checked.append(queue)
         callback(method_frame(SimpleNamespace(queue=queue, message_count=0)))
 
     def basic_qos(self, prefetch_count: int, callback: Callable) -> None:

@@ -12,6 +12,7 @@ import pytest
 from common.connection import MAX_RETRY_DELAY, ReconnectingConnection
 from common.retry import retry_delay
 from common.settings import BrokerSettings, Env
+from common.topology import Queues
 from tests.unit.fakes import FakeChannel, FakeClock, FakeConnection, FakeIOLoop
 
 NODES = ("node-1", "node-2", "node-3")
@@ -60,7 +61,7 @@ def make(
     connection = ReconnectingConnection(
         settings,
         user,
-        ["in", "out", "dead_letter"],
+        Queues(("in",), ("out", "dead_letter")),
         prefetch=10,
         ioloop=loop,
         connection_class=FakeConnection,
@@ -88,6 +89,23 @@ def test_ready_after_declaring_every_queue_and_setting_prefetch() -> None:
     [channel] = user.channels
     assert channel.declared == ["in", "out", "dead_letter"]
     assert channel.prefetch == 10
+
+
+def test_with_declare_queues_own_the_queues_written_to_are_only_checked() -> None:
+    """Their owners or the broker's definitions made them: no right to configure is needed."""
+    settings = BrokerSettings.from_env(Env({"DECLARE_QUEUES": "own"}))
+    user = User()
+    ReconnectingConnection(
+        settings,
+        user,
+        Queues(("in",), ("out", "in", "dead_letter")),
+        ioloop=FakeIOLoop(FakeClock()),
+        connection_class=FakeConnection,
+    ).run()
+    latest().open()
+    [channel] = user.channels
+    assert channel.declared == ["in", "out", "dead_letter"]
+    assert channel.checked == ["out", "dead_letter"]
 
 
 # -- the defects the review found --------------------------------------------------------------

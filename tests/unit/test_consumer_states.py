@@ -73,11 +73,14 @@ class Rig:
         handler: Callable[[Message], Message | None],
         queue_name: str,
         broker: BrokerSettings = BROKER,
+        accept_from: str = "",
     ) -> None:
         FakeConnection.made.clear()
         self.clock = FakeClock()
         self.loop = FakeIOLoop(self.clock)
-        settings = ConsumerSettings(queue_name, workers=1, prefetch=100, drain_timeout=20.0)
+        settings = ConsumerSettings(
+            queue_name, workers=1, prefetch=100, drain_timeout=20.0, accept_from=accept_from
+        )
         connect = partial(
             CountingConnection,
             ioloop=self.loop,
@@ -366,6 +369,51 @@ def test_a_long_reason_is_cut_in_bytes(letter: str) -> None:
     assert dead.properties.headers["pad"] == "p" * 1900
     assert MAX_REASON - 3 <= len(reason.encode()) <= MAX_REASON and set(reason) == {letter}
     assert len(b"".join(dead.properties.encode())) < 4096
+
+
+def test_every_publish_carries_the_connections_user(rig: Rig) -> None:
+    """RabbitMQ checks user_id against the login: the next stage may trust it."""
+    rig.deliver()
+    rig.deliver(body=b"not json")
+    rig.work()
+    assert [p.properties.user_id for p in rig.channel.published] == ["guest", "guest"]
+
+
+@pytest.mark.parametrize(
+    ("sender", "shown", "kept"),
+    [
+        ("intruder", "user 'intruder'", "intruder"),
+        (None, "no user", None),
+        ("\x00", "no user", None),
+    ],
+)
+def test_a_message_from_another_user_than_the_stage_before_is_dead_lettered(
+    sender: str | None, shown: str, kept: str | None
+) -> None:
+    rig = Rig(stamp, "service_b", accept_from="service_a")
+    body, properties = Message.first(1, 1.0).stamped("service_a", 2.0).encode()
+    properties.user_id = sender
+    tag = rig.deliver(body=body, properties=properties)
+    rig.work()
+    [dead] = dead_letters(rig)
+    assert dead.properties.headers["x-error-reason"] == (
+        f"sent by {shown}: service_b accepts messages only from user 'service_a'"
+    )
+    assert dead.properties.headers.get("x-original-user-id") == kept
+    assert dead.properties.user_id == "guest"  # the copy is the dead-lettering stage's own
+    assert dead.body == body and dead_letters(rig) == rig.channel.published  # nothing goes on
+    rig.confirm_all()
+    assert [acked for acked, _multiple in rig.channel.acks] == [tag]
+
+
+def test_a_message_from_the_stage_before_goes_on() -> None:
+    rig = Rig(stamp, "service_b", accept_from="service_a")
+    body, properties = Message.first(1, 1.0).stamped("service_a", 2.0).encode()
+    properties.user_id = "service_a"
+    rig.deliver(body=body, properties=properties)
+    rig.work()
+    [out] = rig.channel.published
+    assert out.routing_key == "service_c" and dead_letters(rig) == []
 
 
 @pytest.mark.parametrize(

@@ -287,6 +287,37 @@ def test_several_nodes_in_amqp_url() -> None:
     assert settings.display_url == "amqp://me:***@mq-1:5672/%2F,amqp://me:***@mq-2:5672/%2F"
 
 
+def test_the_password_comes_from_amqp_password_file_for_every_node(tmp_path: Path) -> None:
+    """A secret mounted for this process alone: it is in no environment listing."""
+    secret = tmp_path / "password"
+    secret.write_text("s3cret/+:@\n")
+    raw = "amqp://service_a@mq-1:5671/%2F,amqp://service_a:old@mq-2/%2F"
+    env = Env({"AMQP_URL": raw, "AMQP_PASSWORD_FILE": str(secret)})
+    assert BrokerSettings.from_env(env).amqp_urls == (
+        "amqp://service_a:s3cret%2F%2B%3A%40@mq-1:5671/%2F",
+        "amqp://service_a:s3cret%2F%2B%3A%40@mq-2/%2F",
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "allowed"),
+    [
+        (None, "a file this process can read (No such file or directory)"),
+        ("", "a file holding the secret on one line"),
+        ("two\nlines", "a file holding the secret on one line"),
+    ],
+)
+def test_an_unreadable_password_file_is_named_in_one_line(
+    tmp_path: Path, content: str | None, allowed: str
+) -> None:
+    secret = tmp_path / "password"
+    if content is not None:
+        secret.write_text(content)
+    env = Env({"AMQP_URL": "amqp://me@mq-1/%2F", "AMQP_PASSWORD_FILE": str(secret)})
+    message = error_of(lambda: BrokerSettings.from_env(env))
+    assert_names(message, "AMQP_PASSWORD_FILE", str(secret), allowed)
+
+
 @pytest.mark.parametrize(
     ("raw", "shown"),
     [
