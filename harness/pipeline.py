@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from common.settings import BrokerSettings, Env
 from common.topology import PIPELINE_QUEUES, STAGES, input_queues
+from harness.access import AccessVhost
 from harness.broker import Vhost
 from harness.delivery_probe import RECORD as REDELIVERY
 from harness.deployment import BROKER
@@ -61,6 +62,8 @@ class PipelineRun:
     started_at: float = field(default_factory=time.monotonic)
     # Run the consumers under `harness.delivery_probe`, which logs each redelivery's count.
     probe: bool = False
+    # A user per role (`harness.access`): each process logs in as its own, as in compose.
+    logins: AccessVhost | None = None
 
     def launch(self, name: str, given: Mapping[str, object] | None = None, **env: object) -> Proc:
         """Start the process `name` of `harness.deployment.BROKER` (first, service_a, ..., last):
@@ -69,7 +72,8 @@ class PipelineRun:
         module, probed = process.module, {}
         if self.probe and process.role != "publisher":
             module, probed = PROBE, {"PROBED_MODULE": process.module}
-        own = {**process.env, **probed, **(given or {})}
+        login = self.logins.env_of(name) if self.logins else {}
+        own = {**process.env, **probed, **login, **(given or {})}
         return self.start(module, name, **{**own, **self.env, **env})
 
     def start_service(self, queue: str, **env: object) -> Proc:

@@ -1,0 +1,70 @@
+"""A virtual host seeded as compose seeds its broker: a user per role with only its rights
+(`provision.roles`), and the pipeline's queues (`provision.definitions`), imported with
+`rabbitmqctl import_definitions`. The users' names start with the vhost's own, so that they
+never meet another run's; `delete()` removes the vhost and every one of them.
+
+The test's own user (guest, on the shared broker) keeps every right on the vhost, to look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import subprocess
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from common.settings import BrokerSettings, Env
+from harness.broker import CTL_TIMEOUT_S, Vhost, rabbitmqctl, rabbitmqctl_command
+from provision.definitions import definitions
+from provision.roles import Role, pipeline_roles
+
+
+class AccessVhost(Vhost):
+    """A vhost whose pipeline runs with a user per role; `broker_env` shapes its queues as the
+    processes' environment would (ORDERING=keyed, say)."""
+
+    def __init__(
+        self, base_url: str | None = None, broker_env: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(base_url, label="access")
+        self.roles = {role.role: role for role in pipeline_roles(prefix=f"{self.name}-")}
+        self._passwords = {role: secrets.token_urlsafe(24) for role in self.roles}
+        broker = BrokerSettings.from_env(Env(broker_env or {}))
+        document = definitions(list(self.roles.values()), self._passwords, self.name, broker)
+        subprocess.run(
+            [*rabbitmqctl_command(), "import_definitions", "--format", "json"],
+            input=json.dumps(document),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=CTL_TIMEOUT_S,
+        )
+
+    def role(self, name: str) -> Role:
+        return self.roles[name]
+
+    def password_of(self, role: str) -> str:
+        return self._passwords[role]
+
+    def url_of(self, role: str, password: str | None = None) -> str:
+        """This vhost's URL, logged in as `role`'s user (with its password, or `password`)."""
+        parts = urlsplit(self.url)
+        user = self.roles[role].user
+        netloc = f"{user}:{password or self._passwords[role]}@{parts.hostname}:{parts.port or 5672}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def env_of(self, role: str) -> dict[str, str]:
+        """What compose gives `role`'s process: its own login, only its own queues declared,
+        and the one sender it accepts."""
+        env = {"AMQP_URL": self.url_of(role), "DECLARE_QUEUES": "own"}
+        if self.roles[role].accept_from:
+            env["ACCEPT_FROM"] = self.roles[role].accept_from
+        return env
+
+    def delete(self) -> None:
+        super().delete()
+        for role in self.roles.values():
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                rabbitmqctl("delete_user", role.user)

@@ -1,0 +1,75 @@
+"""The broker's definitions: its users, their rights and the pipeline's queues, as one JSON
+document that RabbitMQ imports (`load_definitions` at a node's first start, as compose does, or
+`rabbitmqctl import_definitions`, as the tests do).
+
+Seeding the queues here lets every process run with DECLARE_QUEUES=own: a process needs no
+right to create what another one owns. When definitions are imported at boot, RabbitMQ creates
+no default user: `guest` does not exist. A password is stored only as RabbitMQ's own salted hash
+(`rabbit_password_hashing_sha256`: base64 of a 4-byte salt and SHA-256 of salt + password), so
+the file gives no one a password to log in with.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+
+from common.settings import BrokerSettings
+from common.topology import PIPELINE_QUEUES, input_queues, queue_arguments
+from provision.roles import Role
+
+HASHING = "rabbit_password_hashing_sha256"
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's stored form of `password` (a fresh random salt unless given)."""
+    salt = secrets.token_bytes(4) if salt is None else salt
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def pipeline_queues(broker: BrokerSettings) -> tuple[str, ...]:
+    """Every queue of the pipeline as `broker` shapes it (partitions in keyed mode), and the
+    dead-letter queue."""
+    queues = (name for queue in PIPELINE_QUEUES for name in input_queues(queue, broker))
+    return (*queues, broker.dead_letter_queue)
+
+
+def definitions(
+    roles: Sequence[Role], passwords: Mapping[str, str], vhost: str, broker: BrokerSettings
+) -> dict[str, object]:
+    """The definitions of `roles` (each with its password in `passwords`, by role) on `vhost`,
+    and of the pipeline's queues there."""
+    return {
+        "users": [
+            {
+                "name": role.user,
+                "password_hash": password_hash(passwords[role.role]),
+                "hashing_algorithm": HASHING,
+                "tags": list(role.tags),
+            }
+            for role in roles
+        ],
+        "vhosts": [{"name": vhost}],
+        "permissions": [
+            {
+                "user": role.user,
+                "vhost": vhost,
+                "configure": role.configure,
+                "write": role.write,
+                "read": role.read,
+            }
+            for role in roles
+        ],
+        "queues": [
+            {
+                "name": queue,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": queue_arguments(queue, broker),
+            }
+            for queue in pipeline_queues(broker)
+        ],
+    }
