@@ -22,6 +22,8 @@ COPY common/ common/
 COPY first/ first/
 COPY service/ service/
 COPY last/ last/
+# The first start's step (compose's `provision` service): the users, passwords and definitions.
+COPY provision/ provision/
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 USER app

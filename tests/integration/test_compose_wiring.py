@@ -3,7 +3,10 @@
 Each service's resolved `command` and `environment` start a local process against the test
 broker, exactly as the container would get them and nothing else (`Proc(inherit=False)`), so a
 wrong queue name, next queue, command or missing variable fails here as it would break
-`docker compose up`.
+`docker compose up`. The broker is seeded as compose seeds its own (`harness.access`): each
+service logs in as its role's user, with only that user's rights, reading its password from a
+file as from its secret volume, and takes messages only from the user its ACCEPT_FROM names.
+The test's users carry the vhost's name before the role's, so both are rewritten to them.
 """
 
 from __future__ import annotations
@@ -12,15 +15,25 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from common.topology import STAGES
-from harness.broker import Vhost, with_vhost
+from harness.access import AccessVhost
+from harness.broker import with_vhost
 from harness.processes import Proc, wait_for
 from harness.store import StoreKeys
 from tests.unit.test_compose_file import BROKER, CONSUMERS, DRAIN_TIMEOUT, STORE, compose_config
+
+SECRET_DIR = "/run/secrets/rabbithole"  # where each app's own secret volume is mounted
+
+
+@pytest.fixture
+def vhost(base_url: str) -> Iterator[AccessVhost]:
+    vhost = AccessVhost(base_url)
+    yield vhost
+    vhost.delete()
 
 
 @pytest.fixture
@@ -36,14 +49,30 @@ def local_command(command: list[str]) -> list[str]:
     return [sys.executable, *command[1:]]
 
 
-def local_amqp_url(compose_url: str, vhost: Vhost) -> str:
-    """The service's AMQP_URL, pointed at the test broker and the test's vhost."""
-    parts = urlsplit(compose_url)
-    assert parts.hostname == BROKER, f"AMQP_URL must name the broker service: {compose_url}"
-    assert parts.scheme == "amqp" and parts.port == 5672, compose_url
-    credentials = parts.netloc.rsplit("@", 1)[0]
+def local_login(name: str, service: dict, vhost: AccessVhost, secrets: Path) -> dict[str, str]:
+    """The service's login, checked as compose gives it (its role's user in AMQP_URL, no
+    password there, the password in its own secret volume), pointed at the test's broker, vhost
+    and users; its ACCEPT_FROM, if any, as the test's user of that role."""
+    environment = service["environment"]
+    parts = urlsplit(environment["AMQP_URL"])
+    assert parts.hostname == BROKER, f"AMQP_URL must name the broker service: {parts.geturl()}"
+    assert parts.scheme == "amqp" and parts.port == 5672, parts.geturl()
+    assert (parts.username, parts.password) == (name, None), f"{name}: its own user, no password"
+    assert environment["AMQP_PASSWORD_FILE"] == f"{SECRET_DIR}/password", name
+    mounts = {v["target"]: v["source"] for v in service.get("volumes", [])}
+    assert mounts.get(SECRET_DIR) == f"secrets-{name}", f"{name} mounts its own secret volume"
+    password = secrets / name / "password"
+    password.parent.mkdir(parents=True)
+    password.write_text(vhost.password_of(name) + "\n")
     broker = urlsplit(vhost.url).netloc.rsplit("@", 1)[-1]
-    return with_vhost(urlunsplit(parts._replace(netloc=f"{credentials}@{broker}")), vhost.name)
+    netloc = f"{vhost.role(name).user}@{broker}"
+    login = {
+        "AMQP_URL": with_vhost(urlunsplit(parts._replace(netloc=netloc)), vhost.name),
+        "AMQP_PASSWORD_FILE": str(password),
+    }
+    if "ACCEPT_FROM" in environment:
+        login["ACCEPT_FROM"] = vhost.role(environment["ACCEPT_FROM"]).user
+    return login
 
 
 def local_store(environment: dict[str, str], store: StoreKeys) -> dict[str, str]:
@@ -64,20 +93,16 @@ def fail_if_exited(procs: Sequence[Proc]) -> None:
 
 
 def test_compose_wiring_carries_every_message_through_the_pipeline(
-    compose_bin: str, vhost: Vhost, store: StoreKeys, procs: list[Proc], tmp_path: Path
+    compose_bin: str, vhost: AccessVhost, store: StoreKeys, procs: list[Proc], tmp_path: Path
 ) -> None:
     count = 300
-    broker = urlsplit(vhost.url)
-    user, password = unquote(broker.username or ""), unquote(broker.password or "")
     env_file = tmp_path / "test.env"
-    env_file.write_text(f"RABBITMQ_USER={user}\nRABBITMQ_PASSWORD={password}\n")
+    env_file.write_text("")
     services = compose_config(compose_bin, env_file)["services"]
-
-    broker_env = services[BROKER]["environment"]
-    assert (broker_env["RABBITMQ_DEFAULT_USER"], broker_env["RABBITMQ_DEFAULT_PASS"]) == (
-        user,
-        password,
-    )
+    logins = {
+        name: local_login(name, services[name], vhost, tmp_path / "secrets")
+        for name in ("first", *STAGES, "last")
+    }
     overrides = {  # for speed; everything else is exactly as the compose file resolves it
         "first": {"NUMBER_OF_MESSAGES": str(count)},
         "service_a": {"RANDOM_WAIT_MIN": "0", "RANDOM_WAIT_MAX": "0"},
@@ -91,13 +116,8 @@ def test_compose_wiring_carries_every_message_through_the_pipeline(
         # A variable the file passes on without a value (OTEL_EXPORTER_OTLP_ENDPOINT) is unset
         # in the container when unset here, as Compose leaves it.
         environment = {k: v for k, v in (service.get("environment") or {}).items() if v is not None}
-        url = environment["AMQP_URL"]
-        assert (unquote(urlsplit(url).username or ""), unquote(urlsplit(url).password or "")) == (
-            user,
-            password,
-        ), f"{name}'s AMQP_URL does not carry RABBITMQ_USER / RABBITMQ_PASSWORD"
         # Each container has METRICS_PORT to itself; processes on one machine cannot share it.
-        environment.update(AMQP_URL=local_amqp_url(url, vhost), LOG_FORMAT="json", METRICS_PORT="0")
+        environment.update(logins[name], LOG_FORMAT="json", METRICS_PORT="0")
         environment.update(local_store(environment, store))
         environment.update(overrides[name])
         command = local_command(service["command"])

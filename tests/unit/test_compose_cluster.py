@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -72,10 +72,11 @@ def test_three_nodes_of_one_image_each_with_a_name_and_data_of_its_own(
         assert Path(conf["source"]) == CLUSTER_CONF, name
         assert node["healthcheck"]["test"] == one_node["healthcheck"]["test"], name
         assert node["restart"] == "unless-stopped", name
-        environment = node["environment"]
-        assert (
-            environment["RABBITMQ_DEFAULT_USER"] == one_node["environment"]["RABBITMQ_DEFAULT_USER"]
-        )
+        # Whichever node forms the cluster imports the users: none makes a default one.
+        assert not any(key.startswith("RABBITMQ_DEFAULT") for key in node["environment"]), name
+        mounts = {v["target"]: v["source"] for v in node["volumes"]}
+        assert mounts["/etc/rabbitmq/secrets"] == "secrets-broker", name
+        assert mounts["/etc/rabbitmq/conf.d/10-definitions.conf"].endswith("10-definitions.conf")
     [one_node_data] = [v["source"] for v in one_node["volumes"] if v["target"] == DATA]
     # A volume per node, none of them the one-node demo's: the two never meet each other's data.
     assert len(set(volumes)) == len(NODES) and one_node_data not in volumes
@@ -116,8 +117,6 @@ def test_peer_discovery_names_every_node_and_leaders_are_spread(cluster: dict) -
 
 def test_the_apps_know_every_node_and_wait_for_all_of_them(cluster: dict) -> None:
     services = cluster["services"]
-    user = services[BROKER]["environment"]["RABBITMQ_DEFAULT_USER"]
-    password = services[BROKER]["environment"]["RABBITMQ_DEFAULT_PASS"]
     for name in APP_SERVICES:
         service = services[name]
         for node in NODES:
@@ -126,7 +125,9 @@ def test_the_apps_know_every_node_and_wait_for_all_of_them(cluster: dict) -> Non
         assert [url.hostname for url in urls] == list(NODES), name
         for url in urls:
             assert (url.scheme, url.port, url.path) == ("amqp", 5672, "/%2F"), name
-            assert (unquote(url.username), unquote(url.password)) == (user, password), name
+            # Its own user, the password from its own secret file (as in the one-node file).
+            assert (url.username, url.password) == (name, None), name
+        assert service["environment"]["AMQP_PASSWORD_FILE"], name
         # What lets `--scale service_b=3` work, as in the one-node demo.
         assert "container_name" not in service and not service.get("ports"), name
 

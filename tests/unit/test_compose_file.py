@@ -28,6 +28,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 BROKER = "rabbitmq"
 STORE = "store"  # last's store of completed records (Redis)
+PROVISION = "provision"  # makes the secrets at the first start (python -m provision)
 APP_SERVICES = tuple(deployment.BROKER)  # first, service_a, service_b, service_c, last
 CONSUMERS = deployment.CONSUMES  # service -> the queue it must consume
 DRAIN_TIMEOUT = 20.0  # the consumers' default (common.consumer.ConsumerSettings)
@@ -111,8 +112,10 @@ def test_compose_file_has_no_version_key_nor_container_names() -> None:
 
 def test_services_start_after_a_healthy_broker(defaults: dict) -> None:
     services = defaults["services"]
-    assert set(services) == {BROKER, STORE, *APP_SERVICES}
+    assert set(services) == {PROVISION, BROKER, STORE, *APP_SERVICES}
     broker = services[BROKER]
+    provisioned = broker["depends_on"][PROVISION]["condition"]
+    assert provisioned == "service_completed_successfully"
     healthcheck = broker.get("healthcheck", {})
     assert not healthcheck.get("disable"), healthcheck
     assert healthcheck.get("test", [])[:2] == ["CMD", "rabbitmq-diagnostics"], healthcheck
@@ -140,16 +143,47 @@ def test_last_starts_after_a_healthy_store_that_keeps_what_it_confirmed(defaults
     assert last["environment"]["STORE_URL"] == f"redis://{STORE}:6379/0"
 
 
-def test_broker_is_the_official_management_image_with_a_user_of_its_own(defaults: dict) -> None:
+def test_broker_is_the_official_management_image_seeded_with_its_users(defaults: dict) -> None:
+    """No default user (so no guest, no second administrator): the definitions `provision`
+    wrote, imported at boot, are the broker's only users."""
     broker = defaults["services"][BROKER]
     assert re.fullmatch(r"rabbitmq:\d+\.\d+(\.\d+)?-management(-alpine)?", broker["image"])
-    environment = broker["environment"]
-    # The guest user may only log in from localhost, i.e. not from the other containers.
-    assert environment["RABBITMQ_DEFAULT_USER"] not in ("", "guest")
-    assert environment["RABBITMQ_DEFAULT_PASS"] != ""
-    volumes = [v for v in broker.get("volumes", []) if v["target"] == "/var/lib/rabbitmq"]
-    assert [v["type"] for v in volumes] == ["volume"]
-    assert volumes[0]["source"] in defaults["volumes"]
+    assert not any(name.startswith("RABBITMQ_DEFAULT") for name in broker.get("environment") or {})
+    mounts = {v["target"]: v for v in broker.get("volumes", [])}
+    assert mounts["/var/lib/rabbitmq"]["type"] == "volume"
+    assert mounts["/var/lib/rabbitmq"]["source"] in defaults["volumes"]
+    assert mounts["/etc/rabbitmq/secrets"]["source"] == "secrets-broker"
+    assert mounts["/etc/rabbitmq/secrets"].get("read_only") is True
+    conf = (ROOT / "rabbitmq" / "10-definitions.conf").read_text()
+    assert "definitions.local.path = /etc/rabbitmq/secrets/definitions.json" in conf
+    assert mounts["/etc/rabbitmq/conf.d/10-definitions.conf"]["source"].endswith(
+        "rabbitmq/10-definitions.conf"
+    )
+
+
+def test_each_process_reads_its_own_secret_and_no_other(defaults: dict) -> None:
+    """A secret volume per reader: `provision` mounts them all, each app its own; no password
+    is in any service's environment (so in no `docker inspect`)."""
+    services = defaults["services"]
+    secret_volumes = {name for name in defaults["volumes"] if name.startswith("secrets-")}
+    mounted = {
+        name: {v["source"] for v in service.get("volumes", []) if v["source"] in secret_volumes}
+        for name, service in services.items()
+    }
+    assert mounted.pop(PROVISION) == secret_volumes
+    assert mounted.pop(BROKER) == {"secrets-broker"}
+    assert {name: volumes for name, volumes in mounted.items() if volumes} == {
+        name: {f"secrets-{name}"} for name in APP_SERVICES
+    }
+    assert secret_volumes == {f"secrets-{n}" for n in (*APP_SERVICES, "broker", "monitor", "admin")}
+    for name, service in services.items():
+        for variable, value in (service.get("environment") or {}).items():
+            if variable.endswith("_URL") and value:
+                assert "@" not in value or ":" not in value.split("@")[0].split("//")[-1], (
+                    f"{name}: {variable} carries a password"
+                )
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["DECLARE_QUEUES"] == "own", name
 
 
 def test_ports_are_published_on_loopback_only(defaults: dict) -> None:

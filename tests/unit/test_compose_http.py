@@ -15,6 +15,7 @@ from http_pipeline.settings import port_of
 from tests.unit.test_compose_file import (
     APP_SERVICES,
     BROKER,
+    PROVISION,
     STORE,
     compose_model,
     image_sources,
@@ -33,7 +34,13 @@ def http_profile(compose_bin: str, tmp_path: Path) -> dict:
 
 
 def test_the_profile_adds_the_http_pipeline_beside_the_broker_one(http_profile: dict) -> None:
-    assert set(http_profile["services"]) == {BROKER, STORE, *APP_SERVICES, *HTTP_SERVICES}
+    assert set(http_profile["services"]) == {
+        PROVISION,
+        BROKER,
+        STORE,
+        *APP_SERVICES,
+        *HTTP_SERVICES,
+    }
     for name in HTTP_SERVICES:
         assert http_profile["services"][name]["profiles"] == ["http"], name
 

@@ -20,7 +20,14 @@ import yaml
 from harness.processes import ROOT
 from tests.unit.commands import compose_1_29, output_of
 from tests.unit.test_compose_cluster import CLUSTER_FILE, conf_lines
-from tests.unit.test_compose_file import APP_SERVICES, BROKER, COMPOSE_FILE, STORE, compose_model
+from tests.unit.test_compose_file import (
+    APP_SERVICES,
+    BROKER,
+    COMPOSE_FILE,
+    PROVISION,
+    STORE,
+    compose_model,
+)
 
 PROFILE = "observability"
 ADDED = {"prometheus": {9090}, "grafana": {3000}, "jaeger": {16686, 4318}}  # container ports
@@ -77,7 +84,7 @@ def test_the_profile_adds_prometheus_grafana_and_jaeger_and_nothing_else(
     one_node: dict, compose_bin: str, tmp_path: Path
 ) -> None:
     services = one_node["services"]
-    assert set(services) == {BROKER, STORE, *APP_SERVICES, *ADDED}
+    assert set(services) == {PROVISION, BROKER, STORE, *APP_SERVICES, *ADDED}
     for name in ADDED:
         assert services[name]["profiles"] == [PROFILE], name
     plain = compose_model(compose_bin, tmp_path)["services"]  # `docker compose up` as before
