@@ -1,7 +1,8 @@
 """A virtual host seeded as compose seeds its broker: a user per role with only its rights
-(`provision.roles`), and the pipeline's queues (`provision.definitions`), imported with
-`rabbitmqctl import_definitions`. The users' names start with the vhost's own, so that they
-never meet another run's; `delete()` removes the vhost and every one of them.
+(`provision.roles`, `provision.definitions`), imported with `rabbitmqctl import_definitions`,
+and the pipeline's queues declared by the operator (`provision.topology`). The users' names
+start with the vhost's own, so that they never meet another run's; `delete()` removes the vhost
+and every one of them.
 
 The test's own user (guest, on the shared broker) keeps every right on the vhost, to look.
 """
@@ -19,6 +20,7 @@ from common.settings import BrokerSettings, Env
 from harness.broker import CTL_TIMEOUT_S, Vhost, rabbitmqctl, rabbitmqctl_command
 from provision.definitions import definitions
 from provision.roles import Role, pipeline_roles
+from provision.topology import declare_pipeline
 
 
 class AccessVhost(Vhost):
@@ -31,8 +33,7 @@ class AccessVhost(Vhost):
         super().__init__(base_url, label="access")
         self.roles = {role.role: role for role in pipeline_roles(prefix=f"{self.name}-")}
         self._passwords = {role: secrets.token_urlsafe(24) for role in self.roles}
-        broker = BrokerSettings.from_env(Env(broker_env or {}))
-        document = definitions(list(self.roles.values()), self._passwords, self.name, broker)
+        document = definitions(list(self.roles.values()), self._passwords, self.name)
         subprocess.run(
             [*rabbitmqctl_command(), "import_definitions", "--format", "json"],
             input=json.dumps(document),
@@ -41,6 +42,7 @@ class AccessVhost(Vhost):
             text=True,
             timeout=CTL_TIMEOUT_S,
         )
+        declare_pipeline(self.url, BrokerSettings.from_env(Env(broker_env or {})))
 
     def role(self, name: str) -> Role:
         return self.roles[name]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import sys
 import time
 from collections import Counter
@@ -155,11 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--file", action="append", default=[], help="one more compose file (as docker compose -f)"
     )
     args = parser.parse_args(argv)
-    env = {
-        **PORTS,
-        "NUMBER_OF_MESSAGES": str(args.messages),
-        "RABBITMQ_ERLANG_COOKIE": secrets.token_hex(16),
-    }
+    env = {**PORTS, "NUMBER_OF_MESSAGES": str(args.messages)}  # the cookie: provision makes it
     compose = Compose(args.project, [*FILES, *args.file], env)
     return compose_demo.run(say, compose, lambda: run_demo(compose, args.messages), args.keep)
 

@@ -5,10 +5,12 @@ reader mounted under DIR, so that each process can read its own secret and no ot
 
     DIR/<role>/password          the role's broker password (first, service_a, ..., admin),
                                  readable by the apps' user alone
-    DIR/broker/definitions.json  what the broker imports at boot: users (hashes only), rights,
-                                 queues (`provision.definitions`); only the broker mounts it,
+    DIR/broker/definitions.json  what the broker imports at boot: users (hashes only), their
+                                 rights (`provision.definitions`); only the broker mounts it,
                                  and any user there may read it (the broker's own user differs
                                  from one RabbitMQ image to another)
+    DIR/cookie/erlang.cookie     the cluster's Erlang cookie (RABBITMQ_ERLANG_COOKIE in .env, or
+                                 64 random hex digits), only where DIR/cookie is mounted
 
 A password set in RABBITHOLE_<ROLE>_PASSWORD (.env) is used; else the one kept; else a new one
 is generated: 32 random bytes, URL-safe. `--rotate ROLE...` (or `--rotate all`) forgets the
@@ -27,12 +29,16 @@ import secrets
 import sys
 from pathlib import Path
 
-from common.settings import BrokerSettings, Env, SettingsError
+from common.settings import Env, SettingsError
 from provision.definitions import definitions
 from provision.roles import pipeline_roles
 
 APP_UID = 10001  # the image's `app` user (Dockerfile), which every pipeline process runs as
 PASSWORD_BYTES = 32  # 256 bits: no one guesses it, and it stays URL-safe as token_urlsafe
+# The cluster's Erlang cookie, the nodes' shared secret (whoever has it runs any command on a
+# node): made only where its volume is mounted under DIR (docker-compose.cluster.yml).
+COOKIE = "cookie"
+VHOST = "/"  # the apps' (AMQP_URL's /%2F)
 
 
 def write_secret(path: Path, text: str, *, owner: int | None = None) -> None:
@@ -47,24 +53,42 @@ def write_secret(path: Path, text: str, *, owner: int | None = None) -> None:
     temporary.replace(path)
 
 
+def keep_or_make(path: Path, given: str, rotating: bool, make: str, owner: int) -> str | None:
+    """The secret at `path`: `given` (from .env) if set, else the one kept there (unless
+    rotating), else `make`, written there if it changed; None when it is the one kept."""
+    kept = path.read_text(encoding="utf-8").strip() if path.exists() and not rotating else ""
+    value = given or kept or make
+    if value == kept:
+        return None
+    write_secret(path, value + "\n", owner=owner)
+    return value
+
+
 def provision(directory: Path, rotate: set[str], env: Env) -> list[str]:
-    """Keep or make every role's password and write the broker's definitions; the roles whose
-    password is new."""
-    broker = BrokerSettings.from_env(env)
+    """Keep or make every role's password (and the cluster's Erlang cookie, where its volume is
+    mounted), and write the broker's definitions; the roles (and `cookie`) made anew."""
     roles = pipeline_roles()
     passwords, made = {}, []
     for role in roles:
         path = directory / role.role / "password"
-        kept = path.read_text(encoding="utf-8").strip() if path.exists() else ""
-        if "all" in rotate or role.role in rotate:
-            kept = ""
-        given = env.text(f"RABBITHOLE_{role.role.upper()}_PASSWORD", "")
-        passwords[role.role] = given or kept or secrets.token_urlsafe(PASSWORD_BYTES)
-        if passwords[role.role] != kept:
-            write_secret(path, passwords[role.role] + "\n", owner=APP_UID)
-            made.append(role.role)
-    document = definitions(roles, passwords, env.text("RABBITMQ_VHOST", "/"), broker)
+        new = keep_or_make(
+            path,
+            env.text(f"RABBITHOLE_{role.role.upper()}_PASSWORD", ""),
+            "all" in rotate or role.role in rotate,
+            secrets.token_urlsafe(PASSWORD_BYTES),
+            APP_UID,
+        )
+        passwords[role.role] = new or path.read_text(encoding="utf-8").strip()
+        made += [role.role] if new else []
+    document = definitions(roles, passwords, VHOST)
     write_secret(directory / "broker" / "definitions.json", json.dumps(document))
+    if (directory / COOKIE).is_dir():
+        cookie = env.text("RABBITMQ_ERLANG_COOKIE", "")
+        rotating = bool(rotate & {"all", COOKIE})
+        if keep_or_make(
+            directory / COOKIE / "erlang.cookie", cookie, rotating, secrets.token_hex(32), 0
+        ):
+            made.append(COOKIE)
     return made
 
 
@@ -80,9 +104,10 @@ def main() -> int:
     parser.add_argument("--show", metavar="ROLE")
     args = parser.parse_args()
     known = {role.role for role in pipeline_roles()}
-    for role in [*args.rotate, *([args.show] if args.show else [])]:
-        if role not in known | {"all"}:
-            return say(f"provision: no role {role!r}: one of {', '.join(sorted(known))}", 2)
+    wrong = [r for r in args.rotate if r not in known | {"all", COOKIE}]
+    wrong += [args.show] if args.show and args.show not in known else []
+    if wrong:
+        return say(f"provision: no role {wrong[0]!r}: one of {', '.join(sorted(known))}", 2)
     if args.show:
         path = args.directory / args.show / "password"
         if not path.exists():

@@ -1,12 +1,11 @@
-"""The broker's definitions: its users, their rights and the pipeline's queues, as one JSON
-document that RabbitMQ imports (`load_definitions` at a node's first start, as compose does, or
-`rabbitmqctl import_definitions`, as the tests do).
+"""The broker's definitions: its users, their rights and its virtual host, as one JSON document
+that RabbitMQ imports (at every boot, as compose has it, or `rabbitmqctl import_definitions`, as
+the tests do). The queues are declared by `provision.topology` once every node is up.
 
-Seeding the queues here lets every process run with DECLARE_QUEUES=own: a process needs no
-right to create what another one owns. When definitions are imported at boot, RabbitMQ creates
-no default user: `guest` does not exist. A password is stored only as RabbitMQ's own salted hash
-(`rabbit_password_hashing_sha256`: base64 of a 4-byte salt and SHA-256 of salt + password), so
-the file gives no one a password to log in with.
+When definitions are imported at boot, RabbitMQ creates no default user: `guest` does not
+exist. A password is stored only as RabbitMQ's own salted hash (`rabbit_password_hashing_sha256`:
+base64 of a 4-byte salt and SHA-256 of salt + password), so the file gives no one a password to
+log in with.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 
 from common.settings import BrokerSettings
-from common.topology import PIPELINE_QUEUES, input_queues, queue_arguments
+from common.topology import PIPELINE_QUEUES, input_queues
 from provision.roles import Role
 
 HASHING = "rabbit_password_hashing_sha256"
@@ -37,10 +36,10 @@ def pipeline_queues(broker: BrokerSettings) -> tuple[str, ...]:
 
 
 def definitions(
-    roles: Sequence[Role], passwords: Mapping[str, str], vhost: str, broker: BrokerSettings
+    roles: Sequence[Role], passwords: Mapping[str, str], vhost: str
 ) -> dict[str, object]:
-    """The definitions of `roles` (each with its password in `passwords`, by role) on `vhost`,
-    and of the pipeline's queues there."""
+    """The definitions of `roles` (each with its password in `passwords`, by role) on
+    `vhost`."""
     return {
         "users": [
             {
@@ -61,15 +60,5 @@ def definitions(
                 "read": role.read,
             }
             for role in roles
-        ],
-        "queues": [
-            {
-                "name": queue,
-                "vhost": vhost,
-                "durable": True,
-                "auto_delete": False,
-                "arguments": queue_arguments(queue, broker),
-            }
-            for queue in pipeline_queues(broker)
         ],
     }

@@ -73,7 +73,8 @@ def test_three_nodes_of_one_image_each_with_a_name_and_data_of_its_own(
         assert node["healthcheck"]["test"] == one_node["healthcheck"]["test"], name
         assert node["restart"] == "unless-stopped", name
         # Whichever node forms the cluster imports the users: none makes a default one.
-        assert not any(key.startswith("RABBITMQ_DEFAULT") for key in node["environment"]), name
+        environment = node.get("environment") or {}
+        assert not any(key.startswith("RABBITMQ_DEFAULT") for key in environment), name
         mounts = {v["target"]: v["source"] for v in node["volumes"]}
         assert mounts["/etc/rabbitmq/secrets"] == "secrets-broker", name
         assert mounts["/etc/rabbitmq/conf.d/10-definitions.conf"].endswith("10-definitions.conf")
@@ -83,18 +84,28 @@ def test_three_nodes_of_one_image_each_with_a_name_and_data_of_its_own(
     assert set(volumes) <= set(cluster["volumes"])
 
 
-def test_the_nodes_share_the_cookie_from_the_env_file(
+def test_the_nodes_share_the_cookie_provision_made_or_the_env_files(
     compose_bin: str, cluster: dict, tmp_path: Path
 ) -> None:
-    defaults = {
-        cluster["services"][name]["environment"]["RABBITMQ_ERLANG_COOKIE"] for name in NODES
-    }
-    assert len(defaults) == 1 and "" not in defaults
+    """No cookie in the file, nor in any node's environment: provision makes it into a volume
+    only the nodes (and provision) mount, and each node puts it in place before it starts."""
+    services = cluster["services"]
+    mounted = {
+        name for name, service in services.items()
+        for volume in service.get("volumes", []) if volume["source"] == "secrets-cookie"
+    }  # fmt: skip
+    assert mounted == {"provision", *NODES}
+    for name in NODES:
+        node = services[name]
+        assert "RABBITMQ_ERLANG_COOKIE" not in (node.get("environment") or {}), name
+        assert node["entrypoint"][:2] == ["sh", "-c"], name
+        assert "/var/lib/rabbitmq/.erlang.cookie" in node["entrypoint"][2], name
+        assert node["command"] == ["rabbitmq-server"], name
+        assert node["depends_on"]["provision"]["condition"] == "service_completed_successfully"
     env_file = tmp_path / ".env"
     env_file.write_text("RABBITMQ_ERLANG_COOKIE=a-cookie-of-our-own\n")
     services = cluster_model(compose_bin, env_file)["services"]
-    cookies = {services[name]["environment"]["RABBITMQ_ERLANG_COOKIE"] for name in NODES}
-    assert cookies == {"a-cookie-of-our-own"}
+    assert services["provision"]["environment"]["RABBITMQ_ERLANG_COOKIE"] == "a-cookie-of-our-own"
 
 
 def test_peer_discovery_names_every_node_and_leaders_are_spread(cluster: dict) -> None:

@@ -29,6 +29,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 BROKER = "rabbitmq"
 STORE = "store"  # last's store of completed records (Redis)
 PROVISION = "provision"  # makes the secrets at the first start (python -m provision)
+TOPOLOGY = "topology"  # declares the queues as the operator (python -m provision.topology)
 APP_SERVICES = tuple(deployment.BROKER)  # first, service_a, service_b, service_c, last
 CONSUMERS = deployment.CONSUMES  # service -> the queue it must consume
 DRAIN_TIMEOUT = 20.0  # the consumers' default (common.consumer.ConsumerSettings)
@@ -112,10 +113,13 @@ def test_compose_file_has_no_version_key_nor_container_names() -> None:
 
 def test_services_start_after_a_healthy_broker(defaults: dict) -> None:
     services = defaults["services"]
-    assert set(services) == {PROVISION, BROKER, STORE, *APP_SERVICES}
+    assert set(services) == {PROVISION, TOPOLOGY, BROKER, STORE, *APP_SERVICES}
     broker = services[BROKER]
-    provisioned = broker["depends_on"][PROVISION]["condition"]
-    assert provisioned == "service_completed_successfully"
+    done = "service_completed_successfully"
+    assert broker["depends_on"][PROVISION]["condition"] == done
+    assert services[TOPOLOGY]["depends_on"][BROKER]["condition"] == "service_healthy"
+    for name in APP_SERVICES:  # the queues exist before any app starts
+        assert services[name]["depends_on"][TOPOLOGY]["condition"] == done, name
     healthcheck = broker.get("healthcheck", {})
     assert not healthcheck.get("disable"), healthcheck
     assert healthcheck.get("test", [])[:2] == ["CMD", "rabbitmq-diagnostics"], healthcheck
@@ -172,6 +176,7 @@ def test_each_process_reads_its_own_secret_and_no_other(defaults: dict) -> None:
     }
     assert mounted.pop(PROVISION) == secret_volumes
     assert mounted.pop(BROKER) == {"secrets-broker"}
+    assert mounted.pop(TOPOLOGY) == {"secrets-admin"}  # the operator's step
     assert {name: volumes for name, volumes in mounted.items() if volumes} == {
         name: {f"secrets-{name}"} for name in APP_SERVICES
     }

@@ -17,6 +17,7 @@ from tests.unit.test_compose_file import (
     BROKER,
     PROVISION,
     STORE,
+    TOPOLOGY,
     compose_model,
     image_sources,
     import_in_image,
@@ -36,6 +37,7 @@ def http_profile(compose_bin: str, tmp_path: Path) -> dict:
 def test_the_profile_adds_the_http_pipeline_beside_the_broker_one(http_profile: dict) -> None:
     assert set(http_profile["services"]) == {
         PROVISION,
+        TOPOLOGY,
         BROKER,
         STORE,
         *APP_SERVICES,

@@ -26,6 +26,7 @@ from tests.unit.test_compose_file import (
     COMPOSE_FILE,
     PROVISION,
     STORE,
+    TOPOLOGY,
     compose_model,
 )
 
@@ -84,7 +85,7 @@ def test_the_profile_adds_prometheus_grafana_and_jaeger_and_nothing_else(
     one_node: dict, compose_bin: str, tmp_path: Path
 ) -> None:
     services = one_node["services"]
-    assert set(services) == {PROVISION, BROKER, STORE, *APP_SERVICES, *ADDED}
+    assert set(services) == {PROVISION, TOPOLOGY, BROKER, STORE, *APP_SERVICES, *ADDED}
     for name in ADDED:
         assert services[name]["profiles"] == [PROFILE], name
     plain = compose_model(compose_bin, tmp_path)["services"]  # `docker compose up` as before

@@ -9,7 +9,7 @@ import pytest
 from common.topology import PIPELINE_QUEUES, SINK_QUEUE, STAGES
 from harness.deployment import BROKER, CONSUMES, HTTP, Process, http_env, twin
 from tests.unit.test_compose_file import BROKER as BROKER_SERVICE
-from tests.unit.test_compose_file import PROVISION, STORE, compose_model
+from tests.unit.test_compose_file import PROVISION, STORE, TOPOLOGY, compose_model
 
 HTTP_PORT = 8000  # every HTTP server of the compose file listens on it, at its service's name
 DESCRIBED = {**BROKER, **HTTP}
@@ -35,7 +35,7 @@ def expected_env(process: Process) -> dict[str, str]:
 
 
 def test_the_compose_file_runs_the_described_processes_and_no_others(services: dict) -> None:
-    assert set(services) - {PROVISION, BROKER_SERVICE, STORE} == set(DESCRIBED)
+    assert set(services) - {PROVISION, TOPOLOGY, BROKER_SERVICE, STORE} == set(DESCRIBED)
 
 
 @pytest.mark.parametrize("name", list(DESCRIBED))

@@ -73,3 +73,17 @@ def test_show_prints_one_password_and_a_wrong_role_is_one_line(tmp_path: Path) -
     wrong = run(str(tmp_path), "--show", "root")
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
     assert wrong.stderr.startswith("provision: no role 'root': one of admin, first, last,")
+
+
+def test_the_clusters_cookie_is_made_only_where_its_volume_is_mounted(tmp_path: Path) -> None:
+    assert "cookie" not in provision(tmp_path, set(), Env({}))
+    assert not (tmp_path / "cookie").exists()
+    (tmp_path / "cookie").mkdir()
+    assert provision(tmp_path, set(), Env({})) == ["cookie"]
+    cookie = (tmp_path / "cookie" / "erlang.cookie").read_text().strip()
+    assert len(cookie) == 64 and int(cookie, 16) >= 0
+    assert provision(tmp_path, set(), Env({})) == []
+    assert provision(tmp_path, {"cookie"}, Env({})) == ["cookie"]
+    assert (tmp_path / "cookie" / "erlang.cookie").read_text().strip() != cookie
+    provision(tmp_path, set(), Env({"RABBITMQ_ERLANG_COOKIE": "set-in-env"}))
+    assert (tmp_path / "cookie" / "erlang.cookie").read_text().strip() == "set-in-env"

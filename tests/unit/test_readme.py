@@ -12,7 +12,7 @@ import pytest
 from tests.unit.pages import CONFIGURATION, ROOT, code_blocks, name, pages
 
 # Every package whose processes read settings: the runtime, the HTTP pipeline and the tools.
-READERS = ("common", "first", "service", "last", "http_pipeline", "tools")
+READERS = ("common", "first", "service", "last", "http_pipeline", "tools", "provision")
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.cluster.yml")
 
 

@@ -56,12 +56,16 @@ def test_only_the_tools_and_the_operator_may_use_the_management_api() -> None:
     assert (monitor.configure, monitor.write, monitor.read) == (NOTHING, NOTHING, NOTHING)
 
 
-def test_the_definitions_hold_no_password_and_every_queue_of_the_shape_configured() -> None:
-    broker = BrokerSettings.from_env(Env({"ORDERING": "keyed", "PARTITIONS": "2"}))
+def test_the_definitions_hold_no_password() -> None:
     roles = pipeline_roles()
     passwords = {role.role: f"secret-{role.role}" for role in roles}
-    document = definitions(roles, passwords, "/", broker)
+    document = definitions(roles, passwords, "/")
     assert "secret-" not in repr(document)
-    assert [q["name"] for q in document["queues"]] == list(pipeline_queues(broker))
+    assert [user["name"] for user in document["users"]] == [role.user for role in roles]
+
+
+def test_the_pipelines_queues_have_the_shape_configured() -> None:
+    broker = BrokerSettings.from_env(Env({"ORDERING": "keyed", "PARTITIONS": "2"}))
     assert pipeline_queues(broker)[:2] == ("service_a.0", "service_a.1")
     assert pipeline_queues(broker)[-1] == "dead_letter"
+    assert len(pipeline_queues(broker)) == 4 * 2 + 1
