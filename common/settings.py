@@ -120,7 +120,7 @@ class Env:
             shown = URL_SEPARATOR.join(redact_url(url) for url in urls)
             raise SettingsError(name, shown, f"{ALLOWED_URL}, or several separated by commas")
         if password is not None:
-            urls = tuple(_with_password(url, password) for url in urls)
+            urls = tuple(with_password(url, password) for url in urls)
         return tuple(_checked_amqp_url(name, url) for url in urls)
 
     def secret(self, name: str) -> str | None:
@@ -139,9 +139,9 @@ class Env:
         return value
 
 
-def _with_password(url: str, password: str) -> str:
-    """`url` with its user's password set to `password` (URL-quoted); a URL with no user is
-    left as it is."""
+def with_password(url: str, password: str) -> str:
+    """`url` with its user's password set to `password` (URL-quoted), for any scheme (AMQP,
+    Redis); a URL with no user is left as it is."""
     parts = urlsplit(url)
     if not parts.username:
         return url

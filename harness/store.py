@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import redis
@@ -22,6 +23,7 @@ import redis
 from harness.private_broker import free_ports
 from harness.processes import wait_for
 from last.store_settings import StoreSettings
+from provision.store_acl import store_acl
 from tools.store_reader import glob_escape, stored_records
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -60,6 +62,38 @@ class StoreKeys:
                 client.delete(*keys[start : start + 1000])
         finally:
             client.close()
+
+
+class StoreUsers:
+    """The store's ACL users (`provision.store_acl`) for the keys of `keys`, made on its Redis
+    with ACL SETUSER under names of their own (the prefix's), each with its role's password in
+    `passwords` (by role: `last`, `monitor`); `delete()` removes them. The ACL file's
+    `user default off` is not applied: the test's Redis is shared."""
+
+    def __init__(self, keys: StoreKeys, passwords: Mapping[str, str]) -> None:
+        self.keys = keys
+        self.passwords = dict(passwords)
+        tag = keys.prefix.strip(":").replace(":", "-")
+        self.names = {role: f"{tag}-{role}" for role in ("last", "monitor")}
+        self._admin = redis.Redis.from_url(keys.url)
+        self._made: list[str] = []
+        lines = store_acl(keys.prefix, self.passwords, self.names)
+        assert lines[0] == "user default off", lines[0]
+        for line in lines[1:]:
+            _, name, *rules = line.split()
+            name = name if name in self.names.values() else f"{tag}-{name}"
+            self._admin.execute_command("ACL", "SETUSER", name, "reset", *rules)
+            self._made.append(name)
+
+    def url(self, role: str, *, password: bool = True) -> str:
+        """The store's URL, logged in as `role`'s user (with its password, unless not)."""
+        host = self.keys.url.split("//", 1)[1].rsplit("@", 1)[-1]
+        secret = f":{self.passwords[role]}" if password else ""
+        return f"redis://{self.names[role]}{secret}@{host}"
+
+    def delete(self) -> None:
+        self._admin.execute_command("ACL", "DELUSER", *self._made)
+        self._admin.close()
 
 
 def answers(url: str) -> bool:

@@ -1,4 +1,5 @@
-"""Where `last` keeps its records: STORE_URL (a Redis URL; empty: in memory) and the key prefix."""
+"""Where `last` keeps its records: STORE_URL (a Redis URL; empty: in memory; its user's password
+from STORE_PASSWORD_FILE when set) and the key prefix."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 from redis.connection import parse_url
 
-from common.settings import Env, SettingsError, redact_url
+from common.settings import Env, SettingsError, redact_url, with_password
 
 DEFAULT_KEY_PREFIX = "rabbithole:completed:"
 URL_HELP = "a Redis URL like redis://host:6379/0 or redis://:password@host:6379/0 (or rediss://)"
@@ -20,6 +21,9 @@ class StoreSettings:
     @classmethod
     def from_env(cls, env: Env) -> StoreSettings:
         url = env.text("STORE_URL", "", max_length=4096)
+        password = env.secret("STORE_PASSWORD_FILE")
+        if url and password is not None:
+            url = with_password(url, password)
         return cls(
             url=check_store_url("STORE_URL", url) if url else "",
             key_prefix=env.text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX),

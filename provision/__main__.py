@@ -9,6 +9,9 @@ reader mounted under DIR, so that each process can read its own secret and no ot
                                  rights (`provision.definitions`); only the broker mounts it,
                                  and any user there may read it (the broker's own user differs
                                  from one RabbitMQ image to another)
+    DIR/store/users.acl          what `last`'s store (Redis) loads: a user per client with only
+                                 its commands on its keys, the default user off
+                                 (`provision.store_acl`); only the store mounts it
     DIR/cookie/erlang.cookie     the cluster's Erlang cookie (RABBITMQ_ERLANG_COOKIE in .env, or
                                  64 random hex digits), only where DIR/cookie is mounted
 
@@ -30,8 +33,10 @@ import sys
 from pathlib import Path
 
 from common.settings import Env, SettingsError
+from last.store_settings import DEFAULT_KEY_PREFIX
 from provision.definitions import definitions
 from provision.roles import pipeline_roles
+from provision.store_acl import store_acl
 
 APP_UID = 10001  # the image's `app` user (Dockerfile), which every pipeline process runs as
 PASSWORD_BYTES = 32  # 256 bits: no one guesses it, and it stays URL-safe as token_urlsafe
@@ -82,6 +87,10 @@ def provision(directory: Path, rotate: set[str], env: Env) -> list[str]:
         made += [role.role] if new else []
     document = definitions(roles, passwords, VHOST)
     write_secret(directory / "broker" / "definitions.json", json.dumps(document))
+    prefix = env.text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+    users = {role.role: role.user for role in roles}
+    acl = store_acl(prefix, passwords, users)
+    write_secret(directory / "store" / "users.acl", "\n".join(acl) + "\n")
     if (directory / COOKIE).is_dir():
         cookie = env.text("RABBITMQ_ERLANG_COOKIE", "")
         rotating = bool(rotate & {"all", COOKIE})

@@ -23,7 +23,7 @@ from common.topology import STAGES
 from harness.access import AccessVhost
 from harness.broker import with_vhost
 from harness.processes import Proc, wait_for
-from harness.store import StoreKeys
+from harness.store import StoreKeys, StoreUsers
 from tests.unit.test_compose_file import BROKER, CONSUMERS, DRAIN_TIMEOUT, STORE, compose_config
 
 SECRET_DIR = "/run/secrets/rabbithole"  # where each app's own secret volume is mounted
@@ -75,14 +75,22 @@ def local_login(name: str, service: dict, vhost: AccessVhost, secrets: Path) -> 
     return login
 
 
-def local_store(environment: dict[str, str], store: StoreKeys) -> dict[str, str]:
-    """A service's STORE_URL (last's), pointed at the test's Redis and keys; {} if it has none."""
+def local_store(environment: dict[str, str], users: StoreUsers) -> dict[str, str]:
+    """A service's STORE_URL (last's), checked as compose gives it (the store's user `last`, its
+    password from the same secret as its broker login), pointed at the test's Redis, keys and
+    ACL user; {} if it has none."""
     if "STORE_URL" not in environment:
         return {}
     parts = urlsplit(environment["STORE_URL"])
     assert parts.hostname == STORE, f"STORE_URL must name the store service: {parts.geturl()}"
     assert parts.scheme == "redis" and parts.port == 6379, parts.geturl()
-    return store.env
+    assert (parts.username, parts.password) == ("last", None), parts.geturl()
+    assert environment["STORE_PASSWORD_FILE"] == f"{SECRET_DIR}/password"
+    return {
+        **users.keys.env,
+        "STORE_URL": users.url("last", password=False),
+        "STORE_PASSWORD_FILE": environment["AMQP_PASSWORD_FILE"],  # the local copy of it
+    }
 
 
 def fail_if_exited(procs: Sequence[Proc]) -> None:
@@ -92,8 +100,20 @@ def fail_if_exited(procs: Sequence[Proc]) -> None:
             raise AssertionError(f"{proc.name} exited with {code}:\n{proc.tail()}")
 
 
+@pytest.fixture
+def store_users(vhost: AccessVhost, store: StoreKeys) -> Iterator[StoreUsers]:
+    """The store's ACL users, with the passwords of the vhost's users of the same roles."""
+    users = StoreUsers(store, {role: vhost.password_of(role) for role in ("last", "monitor")})
+    yield users
+    users.delete()
+
+
 def test_compose_wiring_carries_every_message_through_the_pipeline(
-    compose_bin: str, vhost: AccessVhost, store: StoreKeys, procs: list[Proc], tmp_path: Path
+    compose_bin: str,
+    vhost: AccessVhost,
+    store_users: StoreUsers,
+    procs: list[Proc],
+    tmp_path: Path,
 ) -> None:
     count = 300
     env_file = tmp_path / "test.env"
@@ -118,7 +138,7 @@ def test_compose_wiring_carries_every_message_through_the_pipeline(
         environment = {k: v for k, v in (service.get("environment") or {}).items() if v is not None}
         # Each container has METRICS_PORT to itself; processes on one machine cannot share it.
         environment.update(logins[name], LOG_FORMAT="json", METRICS_PORT="0")
-        environment.update(local_store(environment, store))
+        environment.update(local_store(environment, store_users))
         environment.update(overrides[name])
         command = local_command(service["command"])
         proc = Proc(command, tmp_path, f"{name}-{replica}", environment, inherit=False)
@@ -159,7 +179,7 @@ def test_compose_wiring_carries_every_message_through_the_pipeline(
         assert tuple(record["history"][1:]) == STAGES, record
     [summary] = last.messages("summary")
     assert (summary["completed"], summary["duplicates"]) == (count, 0)
-    assert set(store.records()) == {record["broker_message_id"] for record in completed}
+    assert set(store_users.keys.records()) == {record["broker_message_id"] for record in completed}
     assert vhost.depth("dead_letter") == 0
 
     # `docker compose stop` sends SIGTERM: idle consumers drain and exit 0 well within the

@@ -140,11 +140,12 @@ def test_last_starts_after_a_healthy_store_that_keeps_what_it_confirmed(defaults
     volumes = [v for v in store.get("volumes", []) if v["target"] == "/data"]
     assert [v["type"] for v in volumes] == ["volume"]
     assert volumes[0]["source"] in defaults["volumes"]
-    assert "redis-cli ping" in " ".join(store["healthcheck"]["test"])
+    assert "--user health" in " ".join(store["healthcheck"]["test"])  # the default user is off
+    assert store["command"][-2:] == ["--aclfile", "/run/secrets/store/users.acl"]
     assert store["restart"] == "unless-stopped"
     last = services["last"]
     assert last["depends_on"][STORE]["condition"] == "service_healthy"
-    assert last["environment"]["STORE_URL"] == f"redis://{STORE}:6379/0"
+    assert last["environment"]["STORE_URL"] == f"redis://last@{STORE}:6379/0"  # its ACL user
 
 
 def test_broker_is_the_official_management_image_seeded_with_its_users(defaults: dict) -> None:
@@ -177,10 +178,12 @@ def test_each_process_reads_its_own_secret_and_no_other(defaults: dict) -> None:
     assert mounted.pop(PROVISION) == secret_volumes
     assert mounted.pop(BROKER) == {"secrets-broker"}
     assert mounted.pop(TOPOLOGY) == {"secrets-admin"}  # the operator's step
+    assert mounted.pop(STORE) == {"secrets-store"}
     assert {name: volumes for name, volumes in mounted.items() if volumes} == {
         name: {f"secrets-{name}"} for name in APP_SERVICES
     }
-    assert secret_volumes == {f"secrets-{n}" for n in (*APP_SERVICES, "broker", "monitor", "admin")}
+    readers = (*APP_SERVICES, "broker", "store", "monitor", "admin")
+    assert secret_volumes == {f"secrets-{name}" for name in readers}
     for name, service in services.items():
         for variable, value in (service.get("environment") or {}).items():
             if variable.endswith("_URL") and value:

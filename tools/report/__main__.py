@@ -43,7 +43,7 @@ def parser() -> ArgumentParser:
         "--store",
         metavar="URL",
         help="instead of FILE, read the records from last's store (keys STORE_KEY_PREFIX*, by "
-        f"default {DEFAULT_KEY_PREFIX}*), e.g. redis://localhost:6379/0",
+        f"default {DEFAULT_KEY_PREFIX}*), e.g. redis://monitor:PASSWORD@localhost:6379/0",
     )
     parser.add_argument(
         "--plot", type=Path, metavar="PNG", help="also draw the run into this PNG (matplotlib)"
@@ -57,7 +57,7 @@ def parser() -> ArgumentParser:
         "--amqp-url",
         metavar="URL",
         help="read the dead-letter count from this broker (queue DEAD_LETTER_QUEUE, by default "
-        "dead_letter), e.g. amqp://rabbithole:rabbithole@localhost:5672/%%2F",
+        "dead_letter), e.g. amqp://monitor:PASSWORD@localhost:5672/%%2F",
     )
     return parser
 
