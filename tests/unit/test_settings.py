@@ -23,6 +23,7 @@ from common.settings import (
 from common.topology import following_queue
 from first.flood import FloodSettings
 from harness.processes import ROOT
+from last.store_settings import StoreSettings
 from service.work import WorkSettings
 
 PASSWORD = "s3cret-Pa55"
@@ -629,3 +630,12 @@ def test_amqp_url_query_and_user_are_checked_at_start(raw: str, reason: str) -> 
     message = error_of(lambda: Env({"AMQP_URL": raw}).amqp_url("AMQP_URL", DEFAULT_AMQP_URL))
     assert "AMQP_URL" in message and reason in message
     assert PASSWORD not in message
+
+
+def test_the_stores_password_comes_from_store_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("from-the-volume\n")
+    env = Env({"STORE_URL": "redis://last@store:6379/0", "STORE_PASSWORD_FILE": str(secret)})
+    settings = StoreSettings.from_env(env)
+    assert settings.url == "redis://last:from-the-volume@store:6379/0"
+    assert settings.display_url == "redis://last:***@store:6379/0"
