@@ -22,9 +22,9 @@ import redis
 
 from harness.private_broker import free_ports
 from harness.processes import wait_for
-from last.store_settings import StoreSettings
+from last.store_settings import StoreSettings, glob_escape
 from provision.store_acl import store_acl
-from tools.store_reader import glob_escape, stored_records
+from tools.store_reader import stored_records
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 

@@ -43,3 +43,8 @@ def check_store_url(name: str, url: str) -> str:
     if "host" not in parts and "path" not in parts:
         raise SettingsError(name, redact_url(url), f"{URL_HELP}: it names no host")
     return url
+
+
+def glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis glob pattern (SCAN MATCH, an ACL key pattern)."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from tools.store_reader import glob_escape
+from last.store_settings import glob_escape
 
 HEALTH_USER = "health"
 WRITER = ("info", "ping", "eval", "evalsha", "script|load", "set", "zscore", "zadd", "time", "zrem")

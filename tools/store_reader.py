@@ -13,15 +13,10 @@ import redis
 from common.retry import describe
 from last.redis_store import STORE_TIMEOUT, unwritten_key
 from last.store import StoreRefused, StoreUnavailable
-from last.store_settings import StoreSettings
+from last.store_settings import StoreSettings, glob_escape
 
 # Keys per SCAN (and per MGET of their records): one round trip per thousand records.
 SCAN_COUNT = 1000
-
-
-def glob_escape(text: str) -> str:
-    """`text` matched literally in a Redis glob pattern (SCAN MATCH)."""
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
 def stored_records(settings: StoreSettings) -> Iterator[tuple[str, str]]:

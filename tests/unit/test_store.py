@@ -16,10 +16,9 @@ from harness.processes import wait_for
 from last.memory_store import MemoryStore
 from last.metrics import SinkMetrics
 from last.store import Answer, Later, Store, StoreUnavailable, Verdict
-from last.store_settings import DEFAULT_KEY_PREFIX, StoreSettings
+from last.store_settings import DEFAULT_KEY_PREFIX, StoreSettings, glob_escape
 from last.writer import FIRST_RETRY, MAX_BATCH, Writer
 from tests.unit.fakes import FakeClock
-from tools.store_reader import glob_escape
 
 RETRYING = "the store does not answer: holding messages unacked until it does"
 BACK = "the store answers again"
