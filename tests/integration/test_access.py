@@ -21,6 +21,7 @@ from common.topology import queue_arguments
 from harness.access import AccessVhost
 from harness.broker import connect
 from harness.processes import wait_for
+from provision.definitions import pipeline_queues
 
 ALLOWED = None
 REFUSED = 403  # ACCESS_REFUSED
@@ -163,12 +164,13 @@ def test_each_role_may_do_its_job_and_nothing_more(
 
 
 @pytest.fixture
-def vhost(base_url: str) -> Iterator[AccessVhost]:
-    """This module's processes run in a vhost seeded with a user per role (the `start`
-    fixture's AMQP_URL is the test's own; each process is given its role's login)."""
-    vhost = AccessVhost(base_url)
-    yield vhost
-    vhost.delete()
+def vhost(seeded: AccessVhost) -> AccessVhost:
+    """This module's processes run in the seeded vhost (the `start` fixture's AMQP_URL is the
+    test's own; each process is given its role's login), emptied of what the matrix put in its
+    queues."""
+    for queue in pipeline_queues(BrokerSettings.from_env(Env({}))):
+        seeded.drain(queue)
+    return seeded
 
 
 def reaching_service_c(seq: int) -> tuple[bytes, pika.BasicProperties]:
