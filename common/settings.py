@@ -59,12 +59,14 @@ class Env:
         value = self._environ.get(name)
         return None if value is None or value.strip() == "" else value.strip()
 
-    def text(self, name: str, default: str, *, max_length: int = 255) -> str:
+    def text(self, name: str, default: str, *, max_length: int = 255, secret: bool = False) -> str:
+        """The text in `name`; a `secret` one is never shown, not even in the error."""
         value = self._raw(name)
         if value is None:
             return default
         if len(value) > max_length or not value.isprintable():
-            raise SettingsError(name, value, f"printable text of at most {max_length} characters")
+            shown = "***" if secret else value
+            raise SettingsError(name, shown, f"printable text of at most {max_length} characters")
         return value
 
     def queue_name(self, name: str, default: str) -> str:

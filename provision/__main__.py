@@ -16,8 +16,11 @@ reader mounted under DIR, so that each process can read its own secret and no ot
                                  64 random hex digits), only where DIR/cookie is mounted
 
 A password set in RABBITHOLE_<ROLE>_PASSWORD (.env) is used; else the one kept; else a new one
-is generated: 32 random bytes, URL-safe. `--rotate ROLE...` (or `--rotate all`) forgets the
-kept ones, so that new ones are generated (or .env's taken). The definitions are written again
+is generated: 32 random bytes, URL-safe. `--rotate ROLE...` (or `--rotate all`, every role's
+password; the cluster's cookie only when named: `--rotate cookie`) forgets the kept ones, so
+that new ones are generated (or .env's taken). The new files are read by whatever starts next:
+re-create everything at once (`up -d --force-recreate`), or a container that restarts before
+the broker has the new hashes is refused. The definitions are written again
 every time, and the broker imports them at every boot: a restart applies new passwords.
 `--show ROLE` prints one password, for the operator (admin) and the host's tools (monitor),
 and writes nothing.
@@ -51,19 +54,24 @@ def write_secret(path: Path, text: str, *, owner: int | None = None) -> None:
     root, as in compose), or by anyone in the container that mounts it (no owner)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".new")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.chmod(0o444 if owner is None else 0o400)
-    if owner is not None and os.geteuid() == 0:
+    temporary.unlink(missing_ok=True)  # left by a write that died: made again, never reused
+    # Created with its final mode: not readable by anyone else for a moment first.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    if owner is None:
+        temporary.chmod(0o444)
+    elif os.geteuid() == 0:
         os.chown(temporary, owner, owner)
     temporary.replace(path)
 
 
 def keep_or_make(path: Path, given: str, rotating: bool, make: str, owner: int) -> str | None:
     """The secret at `path`: `given` (from .env) if set, else the one kept there (unless
-    rotating), else `make`, written there if it changed; None when it is the one kept."""
-    kept = path.read_text(encoding="utf-8").strip() if path.exists() and not rotating else ""
-    value = given or kept or make
-    if value == kept:
+    rotating), else `make`, written there if it changed; None when it is what was there."""
+    previous = path.read_text(encoding="utf-8").strip() if path.exists() else ""
+    value = given or ("" if rotating else previous) or make
+    if value == previous:
         return None
     write_secret(path, value + "\n", owner=owner)
     return value
@@ -78,7 +86,7 @@ def provision(directory: Path, rotate: set[str], env: Env) -> list[str]:
         path = directory / role.role / "password"
         new = keep_or_make(
             path,
-            env.text(f"RABBITHOLE_{role.role.upper()}_PASSWORD", ""),
+            env.text(f"RABBITHOLE_{role.role.upper()}_PASSWORD", "", secret=True),
             "all" in rotate or role.role in rotate,
             secrets.token_urlsafe(PASSWORD_BYTES),
             APP_UID,
@@ -92,8 +100,8 @@ def provision(directory: Path, rotate: set[str], env: Env) -> list[str]:
     acl = store_acl(prefix, passwords, users)
     write_secret(directory / "store" / "users.acl", "\n".join(acl) + "\n")
     if (directory / COOKIE).is_dir():
-        cookie = env.text("RABBITMQ_ERLANG_COOKIE", "")
-        rotating = bool(rotate & {"all", COOKIE})
+        cookie = env.text("RABBITMQ_ERLANG_COOKIE", "", secret=True)
+        rotating = COOKIE in rotate  # only when named: every node must restart with it at once
         if keep_or_make(
             directory / COOKIE / "erlang.cookie", cookie, rotating, secrets.token_hex(32), 0
         ):

@@ -4,7 +4,7 @@ A dead letter is the original body with the original's properties, plus `x-error
 The original headers come along only while they are small: a copy must always fit in the
 broker's frame, or the dead-lettering itself would fail on every redelivery. The copy's
 `user_id` is the dead-lettering stage's (the broker takes no other from it); the original
-sender's goes in `x-original-user-id`.
+sender's goes in `x-original-user-id` ("" if it had none).
 """
 
 from __future__ import annotations
@@ -65,9 +65,8 @@ def dead_letter_properties(delivery: Delivery, reason: str, queue: str) -> pika.
         "x-error-queue": queue,
         "x-error-at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
-    sender = printable(delivery.properties.user_id)
-    if sender is not None:
-        error["x-original-user-id"] = sender
+    # Always set, so that a header of that name the sender wrote itself never passes for it.
+    error["x-original-user-id"] = printable(delivery.properties.user_id) or ""
     properties = pika.BasicProperties(
         content_type=printable(delivery.properties.content_type),
         delivery_mode=pika.DeliveryMode.Persistent,

@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.settings import Env
+import pytest
+
+from common.settings import Env, SettingsError
 from harness.processes import ROOT
 from provision.__main__ import provision
 from provision.roles import pipeline_roles
@@ -87,3 +89,17 @@ def test_the_clusters_cookie_is_made_only_where_its_volume_is_mounted(tmp_path: 
     assert (tmp_path / "cookie" / "erlang.cookie").read_text().strip() != cookie
     provision(tmp_path, set(), Env({"RABBITMQ_ERLANG_COOKIE": "set-in-env"}))
     assert (tmp_path / "cookie" / "erlang.cookie").read_text().strip() == "set-in-env"
+
+
+def test_a_bad_password_in_env_is_refused_without_showing_it(tmp_path: Path) -> None:
+    bad = "s3cret\x01"
+    with pytest.raises(SettingsError) as refused:
+        provision(tmp_path, set(), Env({"RABBITHOLE_LAST_PASSWORD": bad}))
+    assert "RABBITHOLE_LAST_PASSWORD='***'" in str(refused.value) and "s3cret" not in str(
+        refused.value
+    )
+
+
+def test_a_key_prefix_that_cannot_be_one_acl_rule_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="STORE_KEY_PREFIX"):
+        provision(tmp_path, set(), Env({"STORE_KEY_PREFIX": "two words:"}))
