@@ -63,6 +63,12 @@ def input_queues(queue: str, settings: BrokerSettings) -> tuple[str, ...]:
     return (queue,)
 
 
+def every_input(settings: BrokerSettings) -> tuple[str, ...]:
+    """The queues every consumer of the pipeline reads, in the pipeline's order (partitions in
+    keyed mode): what a deployment declares, watches and drains."""
+    return tuple(name for queue in PIPELINE_QUEUES for name in input_queues(queue, settings))
+
+
 def partition_of(key: str, partitions: int) -> int:
     """The partition of `key`: CRC-32 is stable across processes, machines and versions (unlike
     Python's `hash`), and spreads short keys evenly."""

@@ -64,11 +64,11 @@ class AccessVhost(Vhost):
     def password_of(self, role: str) -> str:
         return self._passwords[role]
 
-    def url_of(self, role: str, password: str | None = None) -> str:
-        """This vhost's URL, logged in as `role`'s user (with its password, or `password`)."""
+    def url_of(self, role: str) -> str:
+        """This vhost's URL, logged in as `role`'s user with its password."""
         parts = urlsplit(self.url)
         user = self.roles[role].user
-        netloc = f"{user}:{password or self._passwords[role]}@{parts.hostname}:{parts.port or 5672}"
+        netloc = f"{user}:{self._passwords[role]}@{parts.hostname}:{parts.port or 5672}"
         return urlunsplit(parts._replace(netloc=netloc))
 
     def env_of(self, role: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from common.settings import BrokerSettings, Env
-from common.topology import PIPELINE_QUEUES, STAGES, input_queues
+from common.topology import STAGES, every_input
 from harness.access import AccessVhost
 from harness.broker import Vhost
 from harness.delivery_probe import RECORD as REDELIVERY
@@ -141,7 +141,7 @@ class PipelineRun:
     def queues(self) -> list[str]:
         """The pipeline's queues as the processes declare them (partitions, in keyed mode)."""
         settings = BrokerSettings.from_env(Env({k: str(v) for k, v in self.env.items()}))
-        return [q for stage in PIPELINE_QUEUES for q in input_queues(stage, settings)]
+        return list(every_input(settings))
 
     def expected_seqs(self) -> set[str]:
         return {f"seq-{n}" for n in range(1, self.count + 1) if n not in self.poison}

@@ -15,8 +15,6 @@ import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 
-from common.settings import BrokerSettings
-from common.topology import PIPELINE_QUEUES, input_queues
 from provision.roles import Role
 
 HASHING = "rabbit_password_hashing_sha256"
@@ -26,13 +24,6 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
     """RabbitMQ's stored form of `password` (a fresh random salt unless given)."""
     salt = secrets.token_bytes(4) if salt is None else salt
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
-
-
-def pipeline_queues(broker: BrokerSettings) -> tuple[str, ...]:
-    """Every queue of the pipeline as `broker` shapes it (partitions in keyed mode), and the
-    dead-letter queue."""
-    queues = (name for queue in PIPELINE_QUEUES for name in input_queues(queue, broker))
-    return (*queues, broker.dead_letter_queue)
 
 
 def definitions(

@@ -21,8 +21,13 @@ import pika.exceptions
 
 from common.retry import describe
 from common.settings import BrokerSettings, Env, SettingsError, redact_url
-from common.topology import queue_arguments
-from provision.definitions import pipeline_queues
+from common.topology import every_input, queue_arguments
+
+
+def pipeline_queues(broker: BrokerSettings) -> tuple[str, ...]:
+    """Every queue of the pipeline as `broker` shapes it (partitions in keyed mode), and the
+    dead-letter queue."""
+    return (*every_input(broker), broker.dead_letter_queue)
 
 
 def declare_pipeline(url: str, broker: BrokerSettings) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
 from common.settings import DEFAULT_AMQP_URL, BrokerSettings, Env, SettingsError, redact_url
-from common.topology import PIPELINE_QUEUES, input_queues
+from common.topology import every_input
 from tools.cli import RUN_FAILED, ArgumentParser, CliError, run_cli
 from tools.queue_stats import ManagementApi, QueueStats, Rabbitmqctl, Source, SourceError
 
@@ -64,7 +64,7 @@ class WatchSettings:
             raise SettingsError("RABBITMQCTL", command, "a shell command")
         dead_letter_queue = env.queue_name("DEAD_LETTER_QUEUE", "dead_letter")
         layout = BrokerSettings.from_env(env)  # ORDERING and PARTITIONS, as the pipeline has them
-        queues = [q for stage in PIPELINE_QUEUES for q in input_queues(stage, layout)]
+        queues = list(every_input(layout))
         return cls(
             vhost=unquote(url.path[1:]) if len(url.path) > 1 else "/",
             user=unquote(url.username or "guest"),

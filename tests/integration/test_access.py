@@ -21,7 +21,7 @@ from common.topology import queue_arguments
 from harness.access import AccessVhost
 from harness.broker import connect
 from harness.processes import wait_for
-from provision.definitions import pipeline_queues
+from provision.topology import pipeline_queues
 
 ALLOWED = None
 REFUSED = 403  # ACCESS_REFUSED

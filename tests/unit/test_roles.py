@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 from common.settings import BrokerSettings, Env
-from provision.definitions import definitions, pipeline_queues
+from provision.definitions import definitions
 from provision.roles import NOTHING, pipeline_roles
+from provision.topology import pipeline_queues
 
 
 def test_every_pattern_is_anchored_and_compiles() -> None:
