@@ -142,7 +142,7 @@ class ReconnectingConnection:
             self.ioloop.stop()
             return
         self._connection = self._connection_class(
-            connection_parameters(self._nodes.next(), self._settings.heartbeat, self._name),
+            connection_parameters(self._nodes.next(), self._settings, self._name),
             on_open_callback=self._on_connection_open,
             on_open_error_callback=self._on_connection_open_error,
             on_close_callback=self._on_connection_closed,

@@ -16,7 +16,8 @@ import pika
 from pika.channel import Channel
 
 from common.retry import retry_delay
-from common.settings import redact_url
+from common.settings import BrokerSettings, redact_url
+from common.tls import client_context
 
 
 class Nodes:
@@ -51,10 +52,20 @@ class Nodes:
         self._tried_in_pass = 0
 
 
-def connection_parameters(url: str, heartbeat: int, name: str) -> pika.URLParameters:
-    """How to connect to the node at `url`; `name` (if any) shows in the management UI."""
+def url_parameters(url: str, ca_file: str = "") -> pika.URLParameters:
+    """pika's parameters for `url`; an amqps:// node's certificate must be signed by a CA of
+    `ca_file` (or of the system's, when empty) and name the URL's host."""
     parameters = pika.URLParameters(url)
-    parameters.heartbeat = heartbeat
+    if parameters.ssl_options is not None:
+        parameters.ssl_options = pika.SSLOptions(client_context(ca_file))
+    return parameters
+
+
+def connection_parameters(url: str, broker: BrokerSettings, name: str = "") -> pika.URLParameters:
+    """How a process connects to the node at `url`; `name` (if any) shows in the management
+    UI."""
+    parameters = url_parameters(url, broker.ca_file)
+    parameters.heartbeat = broker.heartbeat
     if name:
         parameters.client_properties = {"connection_name": name}
     return parameters

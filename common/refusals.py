@@ -1,17 +1,21 @@
 """The broker's refusals: what ends a process at once, with one line saying what to fix.
 
-A login or virtual host refused (ACCESS_REFUSED, NOT_ALLOWED) while connecting, a queue declared
-with other arguments (PRECONDITION_FAILED) or access refused while setting up the channel:
-trying again will not help. A connection cut during the handshake is not a refusal, whatever
-pika guesses (`ProbableAuthenticationError`): it is retried like any outage.
+A login or virtual host refused (ACCESS_REFUSED, NOT_ALLOWED) while connecting, a TLS handshake
+that cannot succeed (a certificate no trusted CA signed or that names another host, TLS against
+a plain port, a plain client on a TLS port: `common.tls`), a queue declared with other arguments
+(PRECONDITION_FAILED) or access refused while setting up the channel: trying again will not
+help. A connection cut during the handshake is not a refusal, whatever pika guesses
+(`ProbableAuthenticationError`): it is retried like any outage.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pika.exceptions
 
+from common import tls
 from common.retry import describe
 
 PRECONDITION_FAILED = 406
@@ -45,7 +49,11 @@ def broker_refusal(error: BaseException | str) -> tuple[int, str] | None:
 
 
 def open_refusal(error: BaseException | str, node: str) -> BrokerError | None:
-    """Why connecting to `node` failed for good, or None if it is worth trying again."""
+    """Why connecting to `node` (its URL, password hidden) failed for good, or None if it is
+    worth trying again."""
+    tls_failure = tls_refusal(error, node) if isinstance(error, BaseException) else None
+    if tls_failure:
+        return BrokerError(f"cannot connect to the broker at {node}: {tls_failure}")
     refusal = broker_refusal(error)
     if isinstance(error, pika.exceptions.AuthenticationError) or (
         refusal and refusal[0] == LOGIN_REFUSALS[0]
@@ -59,6 +67,18 @@ def open_refusal(error: BaseException | str, node: str) -> BrokerError | None:
             f"the broker at {node} refused access to the virtual host: check that it exists "
             f"and that the user may use it ({refusal[1]})"
         )
+    return None
+
+
+def tls_refusal(error: BaseException, node: str) -> str | None:
+    """What to fix, if `error` is a TLS handshake with `node` that can never succeed; a plain
+    connection cut before AMQP began is one if the port answers a TLS hello (`common.tls`)."""
+    failure = tls.verification_failure(error, "AMQP_CA_FILE", "amqp://")
+    if failure or not isinstance(error, pika.exceptions.IncompatibleProtocolError):
+        return failure
+    url = urlsplit(node)
+    if url.scheme == "amqp" and url.hostname and tls.speaks_tls(url.hostname, url.port or 5672):
+        return "it speaks TLS on this port: use amqps:// (and AMQP_CA_FILE for its CA)"
     return None
 
 

@@ -15,6 +15,8 @@ from urllib.parse import quote, urlsplit
 
 import pika
 
+from common.tls import ca_file_problem
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 URL_SEPARATOR = ","  # between the nodes of a cluster in AMQP_URL; a URL itself has no bare comma
 ALLOWED_URL = "a URL like amqp://user:password@host:5672/%2F (or amqps://)"
@@ -140,6 +142,15 @@ class Env:
             raise SettingsError(name, path, "a file holding the secret on one line")
         return value
 
+    def ca_file(self, name: str) -> str:
+        """The path in `name` of the CAs a TLS client trusts (a PEM file); "" when unset: the
+        system's CAs."""
+        path = self.text(name, "", max_length=4096)
+        problem = path and ca_file_problem(path)
+        if problem:
+            raise SettingsError(name, path, f"a PEM file of CA certificates ({problem})")
+        return path
+
 
 def with_password(url: str, password: str) -> str:
     """`url` with its user's password set to `password` (URL-quoted), for any scheme (AMQP,
@@ -197,11 +208,20 @@ class BrokerSettings:
     ordering: str = "unordered"  # or "keyed": each stage's input is `partitions` queues
     partitions: int = 6
     declare_queues: str = "all"  # or "own": only the queues read, the others only checked
+    ca_file: str = ""  # the CAs that vouch for an amqps:// broker; "": the system's
 
     @classmethod
     def from_env(cls, env: Env) -> BrokerSettings:
+        amqp_urls = env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL, env.secret("AMQP_PASSWORD_FILE"))
+        ca_file = env.ca_file("AMQP_CA_FILE")
+        if ca_file and any(urlsplit(url).scheme != "amqps" for url in amqp_urls):
+            raise SettingsError(
+                "AMQP_CA_FILE",
+                ca_file,
+                "set only with amqps:// URLs in AMQP_URL (amqp:// is clear text)",
+            )
         return cls(
-            amqp_urls=env.amqp_urls("AMQP_URL", DEFAULT_AMQP_URL, env.secret("AMQP_PASSWORD_FILE")),
+            amqp_urls=amqp_urls,
             heartbeat=env.integer("HEARTBEAT", 60, minimum=1, maximum=3600),
             connect_timeout=env.number("CONNECT_TIMEOUT", 60.0, minimum=0.0, maximum=86400.0),
             queue_type=env.choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
@@ -216,6 +236,7 @@ class BrokerSettings:
             # (two stages' worth per process) and the broker's Raft groups within reason.
             partitions=env.integer("PARTITIONS", 6, minimum=1, maximum=64),
             declare_queues=env.choice("DECLARE_QUEUES", "all", DECLARING),
+            ca_file=ca_file,
         )
 
     @property

@@ -22,6 +22,7 @@ import redis
 
 from harness.private_broker import free_ports
 from harness.processes import wait_for
+from harness.tls import HOST, TlsFiles
 from last.store_settings import StoreSettings, glob_escape
 from provision.store_acl import store_acl
 from tools.store_reader import stored_records
@@ -38,24 +39,26 @@ class NoRedisServer(RuntimeError):
 
 
 class StoreKeys:
-    """The keys `<prefix>*` of one test or run, on the Redis at `url`."""
+    """The keys `<prefix>*` of one test or run, on the Redis at `url` (over rediss://, verified
+    against the CAs of `ca_file`)."""
 
-    def __init__(self, url: str | None = None, label: str = "test") -> None:
+    def __init__(self, url: str | None = None, label: str = "test", ca_file: str = "") -> None:
         self.url = url or store_url()
         self.prefix = f"rhtest:{label}-{uuid.uuid4().hex[:12]}:"
-        self.settings = StoreSettings(self.url, self.prefix)
+        self.settings = StoreSettings(self.url, self.prefix, ca_file)
 
     @property
     def env(self) -> dict[str, str]:
         """What `last` needs to write here."""
-        return {"STORE_URL": self.url, "STORE_KEY_PREFIX": self.prefix}
+        tls = {"STORE_CA_FILE": self.settings.ca_file} if self.settings.ca_file else {}
+        return {"STORE_URL": self.url, "STORE_KEY_PREFIX": self.prefix, **tls}
 
     def records(self) -> dict[str, dict]:
         """The records stored so far, by broker_message_id."""
         return {key: json.loads(record) for key, record in stored_records(self.settings)}
 
     def delete(self) -> None:
-        client = redis.Redis.from_url(self.url)
+        client = self.settings.client()
         try:
             keys = list(client.scan_iter(match=glob_escape(self.prefix) + "*", count=1000))
             for start in range(0, len(keys), 1000):
@@ -96,8 +99,8 @@ class StoreUsers:
         self._admin.close()
 
 
-def answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+def answers(url: str, ca_file: str = "") -> bool:
+    client = StoreSettings(url, "", ca_file).client(socket_connect_timeout=2, socket_timeout=2)
     try:
         return bool(client.ping())
     except redis.RedisError:
@@ -108,14 +111,22 @@ def answers(url: str) -> bool:
 
 class PrivateRedis:
     """A `redis-server` of our own on 127.0.0.1, its files in `directory`; `durable` as the
-    compose file's store (appendonly yes, appendfsync always), else nothing on disk."""
+    compose file's store (appendonly yes, appendfsync always), else nothing on disk; with `tls`,
+    TLS alone on its port, as the compose file's (its URL then rediss://, `ca_file` its CA)."""
 
-    def __init__(self, directory: Path, *, durable: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, durable: bool = False, tls: TlsFiles | None = None
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise NoRedisServer("redis-server is not installed")
         [self.port] = free_ports(1)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        if tls is None:
+            self.url, self.ca_file = f"redis://127.0.0.1:{self.port}/0", ""
+            listen = ["--port", str(self.port)]
+        else:
+            self.url, self.ca_file = f"rediss://{HOST}:{self.port}/0", str(tls.ca)
+            listen = tls.redis_arguments(self.port)
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         if durable:
@@ -124,7 +135,7 @@ class PrivateRedis:
             persistence = ["--appendonly", "no"]
         self.argv = [
             binary,
-            "--port", str(self.port),
+            *listen,
             "--bind", "127.0.0.1",
             "--dir", str(directory),
             "--save", "",
@@ -137,7 +148,9 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
         )
-        wait_for(lambda: answers(self.url), timeout, f"redis-server on port {self.port}")
+        wait_for(
+            lambda: answers(self.url, self.ca_file), timeout, f"redis-server on port {self.port}"
+        )
 
     def stop(self) -> None:
         """SIGKILL it: its clients see the connection drop, as in a crash."""

@@ -7,10 +7,13 @@ was last claimed), by the server's clock so that every replica reads the same ti
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from common import tls
 from common.retry import describe
 from last.store import Answer, Later, StoreRefused, StoreUnavailable, Verdict
 from last.store_settings import StoreSettings
@@ -71,10 +74,10 @@ def unwritten_key(prefix: str) -> str:
 class RedisStore:
     def __init__(self, settings: StoreSettings, recover_after: float = RECOVER_AFTER) -> None:
         self._prefix = settings.key_prefix
+        self._url = settings.url
         self._where = settings.display_url
         self._recover_after = recover_after
-        self._client = redis.Redis.from_url(
-            settings.url,
+        self._client = settings.client(
             decode_responses=True,
             socket_timeout=STORE_TIMEOUT,
             socket_connect_timeout=STORE_TIMEOUT,
@@ -92,7 +95,7 @@ class RedisStore:
                 "in STORE_URL"
             ) from None
         except redis.RedisError as error:
-            raise StoreUnavailable(describe(error)) from None
+            raise self._failure(error) from None
         found = tuple(int(part) for part in version.split(".")[:2])
         if found < OLDEST_REDIS:
             oldest = ".".join(map(str, OLDEST_REDIS))
@@ -109,7 +112,7 @@ class RedisStore:
                 keys=keys, args=[self._recover_after, *(record for _, record in batch)]
             )
         except redis.RedisError as error:
-            raise StoreUnavailable(describe(error)) from None
+            raise self._failure(error) from None
         return [_answer(reply, record) for reply, (_, record) in zip(found, batch, strict=True)]
 
     def mark_written(self, keys: list[str]) -> None:
@@ -117,10 +120,26 @@ class RedisStore:
         try:
             self._client.zrem(unwritten_key(self._prefix), *(self._prefix + key for key in keys))
         except redis.RedisError as error:
-            raise StoreUnavailable(describe(error)) from None
+            raise self._failure(error) from None
 
     def close(self) -> None:
         self._client.close()
+
+    def _failure(self, error: redis.RedisError) -> StoreRefused | StoreUnavailable:
+        """StoreRefused for a TLS handshake that can never succeed as configured (`common.tls`),
+        else StoreUnavailable: the store is down, or the network, and trying again will do."""
+        failure = tls.verification_failure(error, "STORE_CA_FILE", "redis://")
+        root = tls.innermost(error)
+        if failure is None and isinstance(root, ConnectionResetError) and self._speaks_tls():
+            failure = "it speaks TLS on this port: use rediss:// (and STORE_CA_FILE for its CA)"
+        if failure:
+            return StoreRefused(f"cannot connect to the store at {self._where}: {failure}")
+        return StoreUnavailable(describe(error))
+
+    def _speaks_tls(self) -> bool:
+        """A plain client whose connection was reset: is it talking to a TLS port?"""
+        url = urlsplit(self._url)
+        return url.scheme == "redis" and tls.speaks_tls(url.hostname or "", url.port or 6379)
 
 
 def _answer(reply: list, record: str) -> Answer | Later:

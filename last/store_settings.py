@@ -1,10 +1,13 @@
 """Where `last` keeps its records: STORE_URL (a Redis URL; empty: in memory; its user's password
-from STORE_PASSWORD_FILE when set) and the key prefix."""
+from STORE_PASSWORD_FILE when set; rediss:// checked against the CAs of STORE_CA_FILE) and the
+key prefix."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import redis
 from redis.connection import parse_url
 
 from common.settings import Env, SettingsError, redact_url, with_password
@@ -17,6 +20,7 @@ URL_HELP = "a Redis URL like redis://host:6379/0 or redis://:password@host:6379/
 class StoreSettings:
     url: str  # empty: in memory, for this process only
     key_prefix: str
+    ca_file: str = ""  # the CAs that vouch for a rediss:// store; "": the system's
 
     @classmethod
     def from_env(cls, env: Env) -> StoreSettings:
@@ -24,14 +28,29 @@ class StoreSettings:
         password = env.secret("STORE_PASSWORD_FILE")
         if url and password is not None:
             url = with_password(url, password)
+        ca_file = env.ca_file("STORE_CA_FILE")
+        if ca_file and not url.startswith("rediss://"):
+            raise SettingsError(
+                "STORE_CA_FILE",
+                ca_file,
+                "set only with a rediss:// STORE_URL (redis:// is clear text)",
+            )
         return cls(
             url=check_store_url("STORE_URL", url) if url else "",
             key_prefix=env.text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX),
+            ca_file=ca_file,
         )
 
     @property
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A client of the store (`options` go to redis-py); over rediss:// it checks the
+        store's certificate against `ca_file` and its name against the URL's host."""
+        if self.ca_file:
+            options["ssl_ca_certs"] = self.ca_file
+        return redis.Redis.from_url(self.url, **options)
 
 
 def check_store_url(name: str, url: str) -> str:

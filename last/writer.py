@@ -11,9 +11,11 @@ takes: none is told to give up, since giving up would mean handing its message b
 broker. A record whose line another `last` may be writing right now (`Later`) is asked about
 again when the store says, the other records going on meanwhile.
 
-Anything else raised (by the store, or by a `log_line`) is a bug, which no retry mends: the
-writer logs it once with its traceback, fails every Future it holds and every one after
-(their messages go back to the queue), calls `on_failure`, and ends.
+A store that refuses us (`StoreRefused`: say, a certificate no trusted CA signed) is logged in
+one line saying what to fix. Anything else raised (by the store, or by a `log_line`) is a bug:
+the writer logs it once with its traceback. Either way no retry mends it: the writer fails every
+Future it holds and every one after (their messages go back to the queue), calls `on_failure`,
+and ends.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Protocol, TypeVar
 
 from common.retry import retry_delay
 from last.metrics import SinkMetrics
-from last.store import Answer, Later, StoreUnavailable, Verdict
+from last.store import Answer, Later, StoreRefused, StoreUnavailable, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +226,14 @@ class Writer:
         return answer
 
     def _fail(self, error: Exception) -> None:
-        log.error(
-            "the store writer failed on a bug: last stops; its messages go back to the queue",
-            exc_info=error,
-            extra={"store": self._where, "error": f"{type(error).__name__}: {error}"},
-        )
+        if isinstance(error, StoreRefused):
+            log.error(f"{error}; last stops, its messages go back to the queue")
+        else:
+            log.error(
+                "the store writer failed on a bug: last stops; its messages go back to the queue",
+                exc_info=error,
+                extra={"store": self._where, "error": f"{type(error).__name__}: {error}"},
+            )
         with self._lock:
             self._failure = error
         held = [*self._in_hand, *self._later, *self._drain_queue()]

@@ -14,23 +14,26 @@ reader mounted under DIR, so that each process can read its own secret and no ot
                                  (`provision.store_acl`); only the store mounts it
     DIR/cookie/erlang.cookie     the cluster's Erlang cookie (RABBITMQ_ERLANG_COOKIE in .env, or
                                  64 random hex digits), only where DIR/cookie is mounted
+    DIR/ca, DIR/tls/<host>,      the deployment's certificate authority, a certificate for each
+    DIR/<role>/ca.pem            server, and the authority's certificate for every client
+                                 (`provision.tls_files`)
 
 A password set in RABBITHOLE_<ROLE>_PASSWORD (.env) is used; else the one kept; else a new one
-is generated: 32 random bytes, URL-safe. `--rotate ROLE...` (or `--rotate all`, every role's
-password; the cluster's cookie only when named: `--rotate cookie`) forgets the kept ones, so
-that new ones are generated (or .env's taken). The new files are read by whatever starts next:
+is generated: 32 random bytes, URL-safe. `--rotate ROLE...` (or `--rotate all`: every role's
+password, and the authority with every certificate; the cluster's cookie only when named:
+`--rotate cookie`) forgets the kept ones, so that new ones are generated (or .env's taken); the
+authority alone is `--rotate tls`. The new files are read by whatever starts next:
 re-create everything at once (`up -d --force-recreate`), or a container that restarts before
 the broker has the new hashes is refused. The definitions are written again
 every time, and the broker imports them at every boot: a restart applies new passwords.
-`--show ROLE` prints one password, for the operator (admin) and the host's tools (monitor),
-and writes nothing.
+`--show ROLE` prints one password, for the operator (admin) and the host's tools (monitor);
+`--show ca` the authority's certificate, for a client on the host. Neither writes anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -39,7 +42,9 @@ from common.settings import Env, SettingsError
 from last.store_settings import DEFAULT_KEY_PREFIX
 from provision.definitions import definitions
 from provision.roles import pipeline_roles
+from provision.secret_files import keep_or_make, write_secret
 from provision.store_acl import store_acl
+from provision.tls_files import TLS, provision_tls
 
 APP_UID = 10001  # the image's `app` user (Dockerfile), which every pipeline process runs as
 PASSWORD_BYTES = 32  # 256 bits: no one guesses it, and it stays URL-safe as token_urlsafe
@@ -47,39 +52,13 @@ PASSWORD_BYTES = 32  # 256 bits: no one guesses it, and it stays URL-safe as tok
 # node): made only where its volume is mounted under DIR (docker-compose.cluster.yml).
 COOKIE = "cookie"
 VHOST = "/"  # the apps' (AMQP_URL's /%2F)
-
-
-def write_secret(path: Path, text: str, *, owner: int | None = None) -> None:
-    """Write `text` to `path` (whole, or not at all), readable by `owner` alone (when run as
-    root, as in compose), or by anyone in the container that mounts it (no owner)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".new")
-    temporary.unlink(missing_ok=True)  # left by a write that died: made again, never reused
-    # Created with its final mode: not readable by anyone else for a moment first.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
-    if owner is None:
-        temporary.chmod(0o444)
-    elif os.geteuid() == 0:
-        os.chown(temporary, owner, owner)
-    temporary.replace(path)
-
-
-def keep_or_make(path: Path, given: str, rotating: bool, make: str, owner: int) -> str | None:
-    """The secret at `path`: `given` (from .env) if set, else the one kept there (unless
-    rotating), else `make`, written there if it changed; None when it is what was there."""
-    previous = path.read_text(encoding="utf-8").strip() if path.exists() else ""
-    value = given or ("" if rotating else previous) or make
-    if value == previous:
-        return None
-    write_secret(path, value + "\n", owner=owner)
-    return value
+CA = "ca"  # `--show ca`: the authority's certificate (public), for a client on the host
 
 
 def provision(directory: Path, rotate: set[str], env: Env) -> list[str]:
     """Keep or make every role's password (and the cluster's Erlang cookie, where its volume is
-    mounted), and write the broker's definitions; the roles (and `cookie`) made anew."""
+    mounted) and the TLS files, and write the broker's definitions; the roles (and `cookie`,
+    `tls`, `tls:<host>`) made anew."""
     roles = pipeline_roles()
     passwords, made = {}, []
     for role in roles:
@@ -106,6 +85,8 @@ def provision(directory: Path, rotate: set[str], env: Env) -> list[str]:
             directory / COOKIE / "erlang.cookie", cookie, rotating, secrets.token_hex(32), 0
         ):
             made.append(COOKIE)
+    rotating = "all" in rotate or TLS in rotate
+    made += provision_tls(directory, (role.role for role in roles), rotating)
     return made
 
 
@@ -121,22 +102,23 @@ def main() -> int:
     parser.add_argument("--show", metavar="ROLE")
     args = parser.parse_args()
     known = {role.role for role in pipeline_roles()}
-    wrong = [r for r in args.rotate if r not in known | {"all", COOKIE}]
-    wrong += [args.show] if args.show and args.show not in known else []
+    wrong = [r for r in args.rotate if r not in known | {"all", COOKIE, TLS}]
+    wrong += [args.show] if args.show and args.show not in known | {CA} else []
     if wrong:
         return say(f"provision: no role {wrong[0]!r}: one of {', '.join(sorted(known))}", 2)
     if args.show:
-        path = args.directory / args.show / "password"
+        if args.show == CA:
+            path = args.directory / CA / "ca.pem"
+        else:
+            path = args.directory / args.show / "password"
         if not path.exists():
-            return say(f"provision: no password for {args.show} yet: start the deployment", 1)
+            return say(f"provision: no {args.show} secret yet: start the deployment", 1)
         return say(path.read_text(encoding="utf-8").strip(), 0)
     try:
         made = provision(args.directory, set(args.rotate), Env())
     except SettingsError as error:
         return say(f"configuration error: {error}", 2)
-    return say(
-        f"provision: new passwords for {', '.join(made) or 'no role'}; definitions written", 0
-    )
+    return say(f"provision: made anew: {', '.join(made) or 'nothing'}; definitions written", 0)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import sys
 import pika
 import pika.exceptions
 
+from common.nodes import url_parameters
 from common.retry import describe
 from common.settings import BrokerSettings, Env, SettingsError, redact_url
 from common.topology import every_input, queue_arguments
@@ -33,7 +34,7 @@ def pipeline_queues(broker: BrokerSettings) -> tuple[str, ...]:
 def declare_pipeline(url: str, broker: BrokerSettings) -> tuple[str, ...]:
     """Declare every queue of the pipeline at `url`, shaped by `broker`; their names."""
     queues = pipeline_queues(broker)
-    parameters = pika.URLParameters(url)
+    parameters = url_parameters(url, broker.ca_file)
     parameters.connection_attempts = 3
     parameters.retry_delay = 2
     connection = pika.BlockingConnection(parameters)

@@ -23,7 +23,7 @@ def stored_records(settings: StoreSettings) -> Iterator[tuple[str, str]]:
     """Every (id, record) in the store, each once, in no particular order; raises
     StoreUnavailable or StoreRefused if the store cannot be read."""
     prefix = settings.key_prefix
-    client = redis.Redis.from_url(settings.url, decode_responses=True, socket_timeout=STORE_TIMEOUT)
+    client = settings.client(decode_responses=True, socket_timeout=STORE_TIMEOUT)
     pattern = glob_escape(prefix) + "*"
     seen = {unwritten_key(prefix)}  # not a record: the ids whose line is not written yet
     cursor = None
@@ -45,7 +45,7 @@ def stored_records(settings: StoreSettings) -> Iterator[tuple[str, str]]:
 
 def unwritten_lines(settings: StoreSettings) -> int:
     """How many stored records still wait for their `completed` line."""
-    client = redis.Redis.from_url(settings.url, socket_timeout=STORE_TIMEOUT)
+    client = settings.client(socket_timeout=STORE_TIMEOUT)
     try:
         return int(client.zcard(unwritten_key(settings.key_prefix)))
     finally:

@@ -24,6 +24,7 @@ from common.topology import following_queue
 from first.flood import FloodSettings
 from harness.processes import ROOT
 from last.store_settings import StoreSettings
+from provision.certificates import Authority
 from service.work import WorkSettings
 
 PASSWORD = "s3cret-Pa55"
@@ -639,3 +640,47 @@ def test_the_stores_password_comes_from_store_password_file(tmp_path: Path) -> N
     settings = StoreSettings.from_env(env)
     assert settings.url == "redis://last:from-the-volume@store:6379/0"
     assert settings.display_url == "redis://last:***@store:6379/0"
+
+
+def test_the_cas_come_from_amqp_ca_file_and_store_ca_file(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Authority.new().certificate_pem())
+    broker = BrokerSettings.from_env(
+        Env({"AMQP_URL": "amqps://me:pw@mq-1:5671/%2F", "AMQP_CA_FILE": str(ca)})
+    )
+    assert broker.ca_file == str(ca)
+    store = StoreSettings.from_env(
+        Env({"STORE_URL": "rediss://last:pw@store:6379/0", "STORE_CA_FILE": str(ca)})
+    )
+    assert store.ca_file == str(ca)
+    assert BrokerSettings.from_env(Env({})).ca_file == ""  # unset: the system's CAs
+
+
+@pytest.mark.parametrize(
+    ("content", "allowed"),
+    [
+        (None, "a PEM file of CA certificates (no such file)"),
+        ("not a certificate", "a PEM file of CA certificates (no PEM certificate in it)"),
+    ],
+)
+def test_a_ca_file_that_cannot_serve_is_named_in_one_line(
+    tmp_path: Path, content: str | None, allowed: str
+) -> None:
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_text(content)
+    env = Env({"AMQP_URL": "amqps://me:pw@mq-1/%2F", "AMQP_CA_FILE": str(ca)})
+    assert_names(error_of(lambda: BrokerSettings.from_env(env)), "AMQP_CA_FILE", str(ca), allowed)
+
+
+def test_a_ca_file_for_a_plain_url_is_refused_rather_than_ignored(tmp_path: Path) -> None:
+    """A CA named for a clear-text connection says the operator meant TLS: say so at start."""
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Authority.new().certificate_pem())
+    urls = "amqps://me:pw@mq-1/%2F,amqp://me:pw@mq-2/%2F"
+    plain_node = Env({"AMQP_URL": urls, "AMQP_CA_FILE": str(ca)})
+    message = error_of(lambda: BrokerSettings.from_env(plain_node))
+    assert_names(message, "AMQP_CA_FILE", str(ca), "only with amqps:// URLs in AMQP_URL")
+    plain_store = Env({"STORE_URL": "redis://store:6379/0", "STORE_CA_FILE": str(ca)})
+    message = error_of(lambda: StoreSettings.from_env(plain_store))
+    assert_names(message, "STORE_CA_FILE", str(ca), "only with a rediss:// STORE_URL")

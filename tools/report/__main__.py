@@ -1,7 +1,8 @@
 """`python -m tools.report FILE|--store URL [--run ID] [--plot PNG] [--amqp-url URL]`: a run.
 
 FILE is `last`'s RESULTS_FILE or saved `docker compose logs last` output; `--store URL` reads
-the records `last` keeps in its store instead (keys STORE_KEY_PREFIX*). The report prints
+the records `last` keeps in its store instead (keys STORE_KEY_PREFIX*); over TLS, the store and
+the broker are verified against STORE_CA_FILE and AMQP_CA_FILE. The report prints
 counts, how far the finishing order strays from sequence order, latency per stage and end to
 end, and throughput; `--plot` also draws them (needs matplotlib).
 """
@@ -43,7 +44,8 @@ def parser() -> ArgumentParser:
         "--store",
         metavar="URL",
         help="instead of FILE, read the records from last's store (keys STORE_KEY_PREFIX*, by "
-        f"default {DEFAULT_KEY_PREFIX}*), e.g. redis://monitor:PASSWORD@localhost:6379/0",
+        f"default {DEFAULT_KEY_PREFIX}*), e.g. rediss://monitor:PASSWORD@localhost:6379/0 "
+        "(over TLS, verified against STORE_CA_FILE, as compose's store)",
     )
     parser.add_argument(
         "--plot", type=Path, metavar="PNG", help="also draw the run into this PNG (matplotlib)"
@@ -57,7 +59,8 @@ def parser() -> ArgumentParser:
         "--amqp-url",
         metavar="URL",
         help="read the dead-letter count from this broker (queue DEAD_LETTER_QUEUE, by default "
-        "dead_letter), e.g. amqp://monitor:PASSWORD@localhost:5672/%%2F",
+        "dead_letter), e.g. amqps://monitor:PASSWORD@localhost:5671/%%2F (over TLS, verified "
+        "against AMQP_CA_FILE, as compose's broker)",
     )
     return parser
 
@@ -74,13 +77,15 @@ def main(argv: Sequence[str]) -> int:
         source, records = str(args.file), read_records(args.file)
     else:
         prefix = Env().text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX)
-        store = StoreSettings(check_store_url("--store", args.store), prefix)
+        ca_file = Env().ca_file("STORE_CA_FILE")
+        store = StoreSettings(check_store_url("--store", args.store), prefix, ca_file)
         source, records = f"{store.display_url} (keys {prefix}*)", read_store(store)
     run, others = choose_run(runs(records.records), args.run)
     analysis = analyse(run.records)
     if amqp_url:
         queue = Env().queue_name("DEAD_LETTER_QUEUE", "dead_letter")
-        dead = describe_dead_letters(dead_letter_depth(amqp_url, queue), queue, amqp_url)
+        depth = dead_letter_depth(amqp_url, queue, Env().ca_file("AMQP_CA_FILE"))
+        dead = describe_dead_letters(depth, queue, amqp_url)
     else:
         dead = "unknown: not in last's records (--amqp-url URL reads the dead-letter queue)"
     print("\n".join(report_lines(source, records, analysis, dead, run=run, others=others)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pika
 import pika.exceptions
 
+from common.nodes import url_parameters
 from common.retry import describe
 from common.settings import redact_url
 from tools.cli import RUN_FAILED, CliError
@@ -17,9 +18,10 @@ NOT_FOUND = 404
 TIMEOUT_S = 10
 
 
-def dead_letter_depth(amqp_url: str, queue: str) -> int | None:
-    """Messages ready in `queue`, or None when the virtual host has no such queue."""
-    parameters = pika.URLParameters(amqp_url)
+def dead_letter_depth(amqp_url: str, queue: str, ca_file: str = "") -> int | None:
+    """Messages ready in `queue`, or None when the virtual host has no such queue; an amqps://
+    broker verified against the CAs of `ca_file`."""
+    parameters = url_parameters(amqp_url, ca_file)
     parameters.connection_attempts = 1
     parameters.socket_timeout = TIMEOUT_S
     parameters.blocked_connection_timeout = TIMEOUT_S
