@@ -31,7 +31,9 @@ class Contender:
     queue_type: str | None = None  # forced queue type, if not the run's
     env: Mapping[str, str] = field(default_factory=dict)  # settings of its own (this project's)
     programs: tuple[str, ...] = ()  # other programs it runs, found on PATH
-    cluster: bool = False  # runs on the bench's three-node PrivateCluster, not the shared broker
+    # Where it runs: the shared broker; the bench's three-node PrivateCluster; or the bench's
+    # private node with a TLS listener (`harness.tls.TlsNode`), dialled in clear or over TLS.
+    broker: str = "shared"  # or "cluster", "node", "node-tls"
 
     def check(self) -> str | None:
         """None if the contender's packages are installed here, or which are not."""
@@ -126,7 +128,29 @@ CONTENDERS = {
             "two of three nodes hold it; on one machine the nodes share its two cores, so this "
             "row shows what replication costs in CPU and latency, not in network",
             ("pika",),
-            cluster=True,
+            broker="cluster",
+        ),
+        Contender(
+            "project-node",
+            "this project, a node of its own",
+            "bench.project",
+            project.plan,
+            "as *this project*, on a private RabbitMQ node of the bench's own (the same "
+            "RabbitMQ, its default settings, no plugins), which also listens for TLS: the "
+            "row to hold the next one against",
+            ("pika",),
+            broker="node",
+        ),
+        Contender(
+            "project-tls",
+            "this project, TLS",
+            "bench.project",
+            project.plan,
+            "as the row above, on the same node, every connection over TLS (`amqps://`, TLS 1.3, "
+            "the node's certificate verified against the run's CA and its name checked, as in "
+            "compose): what encryption costs",
+            ("pika",),
+            broker="node-tls",
         ),
         Contender(
             "project-keyed",

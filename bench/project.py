@@ -59,6 +59,7 @@ def plan(
 ) -> Plan:
     common = {
         "AMQP_URL": ",".join(vhost.node_urls),  # every node of a cluster
+        **vhost.client_env,  # its CA, over TLS
         "QUEUE_TYPE": spec.queue_type,
         **spec.env,
         "LOG_LEVEL": "WARNING",

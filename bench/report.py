@@ -13,6 +13,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -379,32 +380,62 @@ def share_target(
     return (target, measured, f"{ratio:.2f} (need {share:g}){_spread(per_run)}", ratio >= share)
 
 
-def replication_section(session: Session) -> list[str]:
-    """What the three-node cluster costs against one node, where both were measured."""
+@dataclass(frozen=True)
+class Pairing:
+    """Two rows of the throughput table that differ in one thing, and what to call each."""
+
+    title: str
+    base: str  # the contender without it
+    variant: str  # the contender with it
+    columns: tuple[str, str, str]  # the base's, the variant's, the ratio's
+    note: str
+
+
+PAIRINGS = (
+    Pairing(
+        "What replication costs: three nodes against one",
+        "project",
+        "project-cluster",
+        ("one node", "three-node cluster", "cluster / one node"),
+        "The same processes and workload; the cluster's nodes run on this machine too, so "
+        "they share its cores with each other and with the pipeline.",
+    ),
+    Pairing(
+        "What TLS costs: the same node, in clear and over TLS",
+        "project-node",
+        "project-tls",
+        ("in clear", "TLS", "TLS / in clear"),
+        "The same processes, workload and node (a private one, which listens for both); every "
+        "connection of the TLS row is `amqps://` with its certificate verified, as in compose.",
+    ),
+)
+
+
+def pairing_section(session: Session, pairing: Pairing) -> list[str]:
+    """`pairing`'s two rows side by side, where both were measured."""
     figures = _figures(session.main)
-    one, three = figures.get("project"), figures.get("project-cluster")
-    if not (one and three and one.measured and three.measured):
+    base, variant = figures.get(pairing.base), figures.get(pairing.variant)
+    if not (base and variant and base.measured and variant.measured):
         return []
-    per_run = _paired(session.main["project-cluster"], session.main["project"], lambda r: r.rate)
+    per_run = _paired(session.main[pairing.variant], session.main[pairing.base], lambda r: r.rate)
     return [
-        "### What replication costs: three nodes against one",
+        f"### {pairing.title}",
         "",
-        "| figure | one node | three-node cluster | cluster / one node |",
+        f"| figure | {' | '.join(pairing.columns)} |",
         "|---|---:|---:|---:|",
         *(
             f"| {label} | {_num(a, digits)} | {_num(b, digits)} | {b / a:.2f} |"
             for label, a, b, digits in (
-                ("msg/s", one.rate, three.rate, 0),
-                ("p50 ms", one.p50, three.p50, 0),
-                ("p99 ms", one.p99, three.p99, 0),
-                ("pipeline CPU s / 1k msgs", one.cpu, three.cpu, 2),
-                ("broker CPU s / 1k msgs (all nodes)", one.broker_cpu, three.broker_cpu, 2),
+                ("msg/s", base.rate, variant.rate, 0),
+                ("p50 ms", base.p50, variant.p50, 0),
+                ("p99 ms", base.p99, variant.p99, 0),
+                ("pipeline CPU s / 1k msgs", base.cpu, variant.cpu, 2),
+                ("broker CPU s / 1k msgs (all nodes)", base.broker_cpu, variant.broker_cpu, 2),
             )
             if a > 0 and not math.isnan(b)
         ),
         "",
-        "The same processes and workload; the cluster's nodes run on this machine too, so "
-        "they share its cores with each other and with the pipeline. Rate ratio per run: "
+        f"{pairing.note} Rate ratio per run: "
         + (", ".join(f"{r:.2f}" for r in per_run) or "-")
         + ".",
         "",
@@ -505,7 +536,7 @@ def render(session: Session, machine_info: dict[str, str], command: str) -> str:
         "",
         *(f"- **{CONTENDERS[name].title}**: {CONTENDERS[name].notes}." for name in session.main),
         "",
-        *replication_section(session),
+        *(line for pairing in PAIRINGS for line in pairing_section(session, pairing)),
     ]
     if session.steady:
         lines += [

@@ -12,6 +12,7 @@ from bench.contenders import Contender
 from bench.runs import Limits, RunResult, RunSpec, run_plan
 from harness.broker import Vhost
 from harness.private_cluster import ClusterVhost, PrivateCluster
+from harness.tls import NodeVhost, TlsNode
 
 
 @dataclass
@@ -28,24 +29,32 @@ class Session:
     scaling: dict[int, list[RunResult]] = field(default_factory=dict)
     profile: RunResult | None = None
     cluster: PrivateCluster | None = None  # started for the first contender that needs it
+    node: TlsNode | None = None  # the same
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def close(self) -> None:
-        """Stop what the session started (the cluster, if any)."""
-        if self.cluster is not None:
-            self.cluster.destroy(keep_logs_in=self.runs_dir)
-            self.cluster = None
+        """Stop what the session started (the cluster and the node, if any)."""
+        for private in (self.cluster, self.node):
+            if private is not None:
+                private.destroy(keep_logs_in=self.runs_dir)
+        self.cluster = self.node = None
 
     def _vhost(self, contender: Contender, label: str) -> Vhost:
-        if not contender.cluster:
-            return Vhost(label=f"bench-{label}")
-        if self.cluster is None:
-            self.cluster = PrivateCluster(self.runs_dir / "cluster")
-            self.log("starting a three-node cluster of private RabbitMQ nodes")
-            self.cluster.start()
-        return ClusterVhost(self.cluster, label=f"bench-{label}")
+        if contender.broker == "cluster":
+            if self.cluster is None:
+                self.cluster = PrivateCluster(self.runs_dir / "cluster")
+                self.log("starting a three-node cluster of private RabbitMQ nodes")
+                self.cluster.start()
+            return ClusterVhost(self.cluster, label=f"bench-{label}")
+        if contender.broker in ("node", "node-tls"):
+            if self.node is None:
+                self.node = TlsNode(self.runs_dir / "node")
+                self.log("starting a private RabbitMQ node with a TLS listener")
+                self.node.start()
+            return NodeVhost(self.node, f"bench-{label}", tls=contender.broker == "node-tls")
+        return Vhost(label=f"bench-{label}")
 
     def run(self, contender: Contender, label: str, **spec: object) -> RunResult:
         messages = int(spec.pop("messages", self.args.messages))

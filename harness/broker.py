@@ -90,6 +90,11 @@ class Vhost:
         """The URL of each node that serves this vhost: one, but for a cluster's."""
         return [self.url]
 
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a process needs besides AMQP_URL to dial `node_urls` (a CA, for TLS)."""
+        return {}
+
     @contextmanager
     def channel(self) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
         connection = connect(self.url)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from common.topology import STAGES, following_queue
-from harness.private_broker import BrokerUnavailable, PrivateBroker, free_ports
+from harness.private_broker import BrokerUnavailable, PrivateBroker
 from harness.processes import Launcher
 from harness.store import NoRedisServer, PrivateRedis, StoreKeys
-from harness.tls import HOST, TlsFiles
+from harness.tls import HOST, TlsFiles, TlsNode
 from tests.integration.test_pipeline import assert_all_completed_once
 
 COUNT = 300
@@ -27,10 +27,20 @@ CONNECT_TIMEOUT = 60  # s: what a retry loop would take to give up instead
 
 @dataclass
 class Servers:
-    files: TlsFiles
-    broker: PrivateBroker
-    tls_port: int
+    node: TlsNode
     redis: PrivateRedis
+
+    @property
+    def files(self) -> TlsFiles:
+        return self.node.files
+
+    @property
+    def broker(self) -> PrivateBroker:
+        return self.node.node
+
+    @property
+    def tls_port(self) -> int:
+        return self.node.tls_port
 
     def amqps(self, host: str = HOST, port: int | None = None) -> str:
         return f"amqps://guest:guest@{host}:{port or self.tls_port}/%2F"
@@ -42,21 +52,18 @@ class Servers:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     base = tmp_path_factory.mktemp("tls")
-    files = TlsFiles.make(base / "files")
-    [tls_port] = free_ports(1)
     try:
-        broker = PrivateBroker(base, config=files.broker_config(tls_port))
-        redis = PrivateRedis(base / "redis", tls=files)
+        node = TlsNode(base)
+        redis = PrivateRedis(base / "redis", tls=node.files)
     except (BrokerUnavailable, NoRedisServer) as error:
         pytest.skip(str(error))
     try:
-        broker.start()
-        broker.wait_until_ready()
+        node.start()
         redis.start()
-        yield Servers(files, broker, tls_port, redis)
+        yield Servers(node, redis)
     finally:
         redis.stop()
-        broker.destroy()
+        node.destroy()
 
 
 @pytest.fixture
@@ -161,3 +168,20 @@ def test_a_store_that_cannot_be_verified_ends_last_in_one_line(
     assert error["message"] == f"cannot connect to the store at {url(servers)}: {words}"
     assert not last.messages("the store does not answer yet; messages wait for it")
     assert last.stderr() == ""
+
+
+def test_the_topology_step_says_in_one_line_why_it_cannot_verify_the_broker(
+    servers: Servers, launch: Launcher
+) -> None:
+    """Compose's one-shot `topology` step, with a CA that did not sign the broker's certificate:
+    the operator sees what to fix, not a traceback."""
+    topology = launch(
+        "provision.topology", AMQP_URL=servers.amqps(), AMQP_CA_FILE=servers.files.other_ca
+    )
+    assert topology.wait(REFUSED_WITHIN) == 1, topology.tail()
+    shown = servers.amqps().replace(":guest@", ":***@")
+    assert topology.stderr().splitlines() == [
+        f"topology: cannot connect to the broker at {shown}: its certificate is not signed by a "
+        "CA this process trusts (self-signed certificate in certificate chain): set AMQP_CA_FILE "
+        "to the CA that signed it"
+    ]
