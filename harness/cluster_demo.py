@@ -5,7 +5,8 @@ project name of its own and on host ports of its own (so that a broker on 5672/1
 one-node demo are left alone), kills a node mid-run and checks what docs/cluster.md promises:
 
 1. three nodes form one cluster by themselves; once the apps have declared the queues, every
-   quorum queue has a member on each node and the leaders are spread over the nodes;
+   quorum queue has a member on each node and the leaders are spread over the nodes; every node
+   listens for AMQP over TLS alone, and every app connected over TLS;
 2. `first` publishes NUMBER_OF_MESSAGES; once `last` has logged a quarter of them,
    `docker compose kill rabbitmq-2` (SIGKILL: a crash);
 3. the pipeline carries on: every `seq-N` is logged by `last` exactly once as completed (a
@@ -40,7 +41,7 @@ VICTIM = "rabbitmq-2"
 SCALE = {"service_a": 2, "service_b": 3, "service_c": 2}
 KILL_AT = 0.25  # of the messages completed when the node is killed
 PORTS = {  # host ports, away from the machine's broker and Redis and from the one-node demo
-    "RABBITMQ_AMQP_PORT": "5690",
+    "RABBITMQ_AMQPS_PORT": "5690",
     "RABBITMQ_MANAGEMENT_PORT": "15690",
     "RABBITMQ_2_MANAGEMENT_PORT": "15691",
     "RABBITMQ_3_MANAGEMENT_PORT": "15692",
@@ -107,6 +108,7 @@ def run_demo(compose: Compose, messages: int) -> None:
         "the apps to declare the queues",
     )
     check_replicas(queues, online=len(NODES))
+    say(compose_demo.check_tls(compose, NODES))
     leaders = {queues[name]["leader"] for name in PIPELINE_QUEUES}
     if len(leaders) < 2:
         raise DemoFailed(f"the queue leaders are not spread: {spread(queues)}")

@@ -157,6 +157,29 @@ def check_outcome(
     )
 
 
+def check_tls(compose: Compose, nodes: Sequence[str] = (BROKER,)) -> str:
+    """Every node listens for AMQP over TLS alone (no plain port), and every client connected
+    to it came over TLS; what was checked, in a line (or DemoFailed)."""
+    clients = 0
+    for node in nodes:
+        output = compose("exec", "-T", node, "rabbitmq-diagnostics", "-q", "listeners",
+                         "--formatter", "json", timeout=60)  # fmt: skip
+        amqp = {
+            (listener["protocol"], listener["port"])
+            for listener in json.loads(output)["listeners"]
+            if listener["protocol"].startswith("amqp")
+        }
+        if amqp != {("amqp/ssl", 5671)}:
+            raise DemoFailed(f"{node} listens for AMQP on {sorted(amqp)}, not TLS on 5671 alone")
+        output = compose.rabbitmqctl(node, "list_connections", "user", "ssl", "--formatter", "json")
+        connections = json.loads(output)
+        plain = [connection["user"] for connection in connections if not connection["ssl"]]
+        if plain:
+            raise DemoFailed(f"clients of {node} connected without TLS: {plain}")
+        clients += len(connections)
+    return f"checked: AMQP on TLS alone on {len(nodes)} node(s), {clients} clients all over TLS"
+
+
 def parser(prog: str, description: str, *, messages: int, project: str) -> argparse.ArgumentParser:
     """The options every demo takes: how many messages, the compose project, --keep."""
     parser = argparse.ArgumentParser(prog=prog, description=description)

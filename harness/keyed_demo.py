@@ -34,7 +34,7 @@ KEYS = 20
 PARTITIONS = 6  # the default: even over 1, 2, 3 or 6 replicas
 KILL_AT = 0.2  # of the messages completed when the busiest replica is killed
 PORTS = {  # host ports, away from the machine's broker and Redis and from the other demos
-    "RABBITMQ_AMQP_PORT": "5693",
+    "RABBITMQ_AMQPS_PORT": "5693",
     "RABBITMQ_MANAGEMENT_PORT": "15693",
     "STORE_PORT": "6393",
 }

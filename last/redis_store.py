@@ -74,7 +74,7 @@ def unwritten_key(prefix: str) -> str:
 class RedisStore:
     def __init__(self, settings: StoreSettings, recover_after: float = RECOVER_AFTER) -> None:
         self._prefix = settings.key_prefix
-        self._url = settings.url
+        self._settings = settings
         self._where = settings.display_url
         self._recover_after = recover_after
         self._client = settings.client(
@@ -95,7 +95,7 @@ class RedisStore:
                 "in STORE_URL"
             ) from None
         except redis.RedisError as error:
-            raise self._failure(error) from None
+            raise failure(error, self._settings) from None
         found = tuple(int(part) for part in version.split(".")[:2])
         if found < OLDEST_REDIS:
             oldest = ".".join(map(str, OLDEST_REDIS))
@@ -112,7 +112,7 @@ class RedisStore:
                 keys=keys, args=[self._recover_after, *(record for _, record in batch)]
             )
         except redis.RedisError as error:
-            raise self._failure(error) from None
+            raise failure(error, self._settings) from None
         return [_answer(reply, record) for reply, (_, record) in zip(found, batch, strict=True)]
 
     def mark_written(self, keys: list[str]) -> None:
@@ -120,26 +120,24 @@ class RedisStore:
         try:
             self._client.zrem(unwritten_key(self._prefix), *(self._prefix + key for key in keys))
         except redis.RedisError as error:
-            raise self._failure(error) from None
+            raise failure(error, self._settings) from None
 
     def close(self) -> None:
         self._client.close()
 
-    def _failure(self, error: redis.RedisError) -> StoreRefused | StoreUnavailable:
-        """StoreRefused for a TLS handshake that can never succeed as configured (`common.tls`),
-        else StoreUnavailable: the store is down, or the network, and trying again will do."""
-        failure = tls.verification_failure(error, "STORE_CA_FILE", "redis://")
-        root = tls.innermost(error)
-        if failure is None and isinstance(root, ConnectionResetError) and self._speaks_tls():
-            failure = "it speaks TLS on this port: use rediss:// (and STORE_CA_FILE for its CA)"
-        if failure:
-            return StoreRefused(f"cannot connect to the store at {self._where}: {failure}")
-        return StoreUnavailable(describe(error))
 
-    def _speaks_tls(self) -> bool:
-        """A plain client whose connection was reset: is it talking to a TLS port?"""
-        url = urlsplit(self._url)
-        return url.scheme == "redis" and tls.speaks_tls(url.hostname or "", url.port or 6379)
+def failure(error: redis.RedisError, settings: StoreSettings) -> StoreRefused | StoreUnavailable:
+    """What `error` from the store at `settings.url` means: StoreRefused for a TLS handshake
+    that can never succeed as configured (`common.tls`), else StoreUnavailable (the store is
+    down, or the network: trying again will do)."""
+    reason = tls.verification_failure(error, "STORE_CA_FILE", "redis://")
+    if reason is None and isinstance(tls.innermost(error), ConnectionResetError):
+        url = urlsplit(settings.url)  # a plain client whose connection was reset: a TLS port?
+        if url.scheme == "redis" and tls.speaks_tls(url.hostname or "", url.port or 6379):
+            reason = "it speaks TLS on this port: use rediss:// (and STORE_CA_FILE for its CA)"
+    if reason:
+        return StoreRefused(f"cannot connect to the store at {settings.display_url}: {reason}")
+    return StoreUnavailable(describe(error))
 
 
 def _answer(reply: list, record: str) -> Answer | Later:

@@ -20,6 +20,7 @@ import pika
 import pika.exceptions
 
 from common.nodes import url_parameters
+from common.refusals import open_refusal
 from common.retry import describe
 from common.settings import BrokerSettings, Env, SettingsError, redact_url
 from common.topology import every_input, queue_arguments
@@ -57,11 +58,10 @@ def main() -> int:
     url = broker.amqp_urls[0]
     try:
         queues = declare_pipeline(url, broker)
-    except (pika.exceptions.AMQPError, OSError) as error:
-        print(
-            f"topology: cannot declare the queues at {redact_url(url)}: {describe(error)}",
-            file=sys.stderr,
-        )
+    except (pika.exceptions.AMQPError, OSError) as error:  # an ssl.SSLError is an OSError
+        refusal = open_refusal(error, redact_url(url))  # what to fix, when it says
+        why = refusal or f"cannot declare the queues at {redact_url(url)}: {describe(error)}"
+        print(f"topology: {why}", file=sys.stderr)
         return 1
     print(f"topology: {len(queues)} queues declared: {', '.join(queues)}")
     return 0

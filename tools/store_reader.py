@@ -10,9 +10,8 @@ from collections.abc import Iterator
 
 import redis
 
-from common.retry import describe
-from last.redis_store import STORE_TIMEOUT, unwritten_key
-from last.store import StoreRefused, StoreUnavailable
+from last.redis_store import STORE_TIMEOUT, failure, unwritten_key
+from last.store import StoreRefused
 from last.store_settings import StoreSettings, glob_escape
 
 # Keys per SCAN (and per MGET of their records): one round trip per thousand records.
@@ -38,7 +37,7 @@ def stored_records(settings: StoreSettings) -> Iterator[tuple[str, str]]:
     except redis.AuthenticationError as error:
         raise StoreRefused(f"the store at {settings.display_url} refused us ({error})") from None
     except redis.RedisError as error:
-        raise StoreUnavailable(describe(error)) from None
+        raise failure(error, settings) from None
     finally:
         client.close()
 

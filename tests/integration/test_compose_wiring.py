@@ -7,6 +7,9 @@ wrong queue name, next queue, command or missing variable fails here as it would
 service logs in as its role's user, with only that user's rights, reading its password from a
 file as from its secret volume, and takes messages only from the user its ACCEPT_FROM names.
 The test's users carry the vhost's name before the role's, so both are rewritten to them.
+Compose's connections are TLS (amqps://, rediss://, each trusting the CA beside the password):
+checked as given, then dialled in clear against the test's broker and Redis, which have no
+TLS port (test_tls.py runs the pipeline over TLS; `make test-docker` runs compose's).
 """
 
 from __future__ import annotations
@@ -56,9 +59,10 @@ def local_login(name: str, service: dict, vhost: AccessVhost, secrets: Path) -> 
     environment = service["environment"]
     parts = urlsplit(environment["AMQP_URL"])
     assert parts.hostname == BROKER, f"AMQP_URL must name the broker service: {parts.geturl()}"
-    assert parts.scheme == "amqp" and parts.port == 5672, parts.geturl()
+    assert parts.scheme == "amqps" and parts.port == 5671, parts.geturl()
     assert (parts.username, parts.password) == (name, None), f"{name}: its own user, no password"
     assert environment["AMQP_PASSWORD_FILE"] == f"{SECRET_DIR}/password", name
+    assert environment["AMQP_CA_FILE"] == f"{SECRET_DIR}/ca.pem", name
     mounts = {v["target"]: v["source"] for v in service.get("volumes", [])}
     assert mounts.get(SECRET_DIR) == f"secrets-{name}", f"{name} mounts its own secret volume"
     password = secrets / name / "password"
@@ -67,8 +71,11 @@ def local_login(name: str, service: dict, vhost: AccessVhost, secrets: Path) -> 
     broker = urlsplit(vhost.url).netloc.rsplit("@", 1)[-1]
     netloc = f"{vhost.role(name).user}@{broker}"
     login = {
-        "AMQP_URL": with_vhost(urlunsplit(parts._replace(netloc=netloc)), vhost.name),
+        "AMQP_URL": with_vhost(
+            urlunsplit(parts._replace(scheme="amqp", netloc=netloc)), vhost.name
+        ),
         "AMQP_PASSWORD_FILE": str(password),
+        "AMQP_CA_FILE": "",  # the test's broker speaks no TLS
     }
     if "ACCEPT_FROM" in environment:
         login["ACCEPT_FROM"] = vhost.role(environment["ACCEPT_FROM"]).user
@@ -83,12 +90,14 @@ def local_store(environment: dict[str, str], users: StoreUsers) -> dict[str, str
         return {}
     parts = urlsplit(environment["STORE_URL"])
     assert parts.hostname == STORE, f"STORE_URL must name the store service: {parts.geturl()}"
-    assert parts.scheme == "redis" and parts.port == 6379, parts.geturl()
+    assert parts.scheme == "rediss" and parts.port == 6379, parts.geturl()
     assert (parts.username, parts.password) == ("last", None), parts.geturl()
     assert environment["STORE_PASSWORD_FILE"] == f"{SECRET_DIR}/password"
+    assert environment["STORE_CA_FILE"] == f"{SECRET_DIR}/ca.pem"
     return {
         **users.keys.env,
         "STORE_URL": users.url("last", password=False),
+        "STORE_CA_FILE": "",  # the test's Redis speaks no TLS
         "STORE_PASSWORD_FILE": environment["AMQP_PASSWORD_FILE"],  # the local copy of it
     }
 

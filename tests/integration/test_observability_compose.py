@@ -86,7 +86,7 @@ def stack() -> Iterator[tuple[Compose, Prometheus]]:
         pytest.skip("no Docker engine answers: the observability profile runs in Docker")
     ports = {
         name: str(free_port())
-        for name in ("RABBITMQ_AMQP_PORT", "RABBITMQ_MANAGEMENT_PORT", "STORE_PORT")
+        for name in ("RABBITMQ_AMQPS_PORT", "RABBITMQ_MANAGEMENT_PORT", "STORE_PORT")
     }
     prometheus_port = free_port()
     env = {

@@ -135,12 +135,28 @@ def test_the_apps_know_every_node_and_wait_for_all_of_them(cluster: dict) -> Non
         urls = [urlsplit(url) for url in service["environment"]["AMQP_URL"].split(",")]
         assert [url.hostname for url in urls] == list(NODES), name
         for url in urls:
-            assert (url.scheme, url.port, url.path) == ("amqp", 5672, "/%2F"), name
+            assert (url.scheme, url.port, url.path) == ("amqps", 5671, "/%2F"), name
             # Its own user, the password from its own secret file (as in the one-node file).
             assert (url.username, url.password) == (name, None), name
         assert service["environment"]["AMQP_PASSWORD_FILE"], name
         # What lets `--scale service_b=3` work, as in the one-node demo.
         assert "container_name" not in service and not service.get("ports"), name
+
+
+def test_every_node_speaks_tls_alone_with_a_certificate_of_its_own(cluster: dict) -> None:
+    """Each node mounts the TLS listener's settings and its own certificate volume, which
+    provision fills for the node's host name; no other node mounts it."""
+    services = cluster["services"]
+    provided = {
+        v["target"].removeprefix("/secrets/tls/"): v["source"]
+        for v in services["provision"]["volumes"]
+        if v["target"].startswith("/secrets/tls/")
+    }
+    for node in NODES:
+        mounts = {v["target"]: v["source"] for v in services[node]["volumes"]}
+        assert mounts["/etc/rabbitmq/conf.d/40-tls.conf"].endswith("rabbitmq/40-tls.conf"), node
+        assert mounts["/etc/rabbitmq/tls"] == provided[services[node]["hostname"]], node
+    assert len({provided[services[node]["hostname"]] for node in NODES}) == len(NODES)
 
 
 def test_ports_are_published_on_loopback_only(cluster: dict) -> None:

@@ -141,11 +141,46 @@ def test_last_starts_after_a_healthy_store_that_keeps_what_it_confirmed(defaults
     assert [v["type"] for v in volumes] == ["volume"]
     assert volumes[0]["source"] in defaults["volumes"]
     assert "--user health" in " ".join(store["healthcheck"]["test"])  # the default user is off
-    assert store["command"][-2:] == ["--aclfile", "/run/secrets/store/users.acl"]
+    assert "--aclfile /run/secrets/store/users.acl" in command
     assert store["restart"] == "unless-stopped"
     last = services["last"]
     assert last["depends_on"][STORE]["condition"] == "service_healthy"
-    assert last["environment"]["STORE_URL"] == f"redis://last@{STORE}:6379/0"  # its ACL user
+    assert last["environment"]["STORE_URL"] == f"rediss://last@{STORE}:6379/0"  # its ACL user
+
+
+def test_the_store_speaks_tls_alone_with_its_own_certificate(defaults: dict) -> None:
+    services = defaults["services"]
+    store = services[STORE]
+    options = dict(zip(store["command"][1::2], store["command"][2::2], strict=False))
+    assert options["--port"] == "0"  # no plain port
+    assert options["--tls-port"] == "6379"
+    mounts = {v["target"]: v["source"] for v in store["volumes"]}
+    assert mounts["/run/secrets/tls"] == "tls-store"
+    for option, file in (("--tls-cert-file", "cert"), ("--tls-key-file", "key")):
+        assert options[option] == f"/run/secrets/tls/{file}.pem"
+    assert options["--tls-auth-clients"] == "no"  # clients log in with a password
+    assert "--tls --cacert /run/secrets/tls/ca.pem" in " ".join(store["healthcheck"]["test"])
+    assert services["last"]["environment"]["STORE_CA_FILE"] == "/run/secrets/rabbithole/ca.pem"
+
+
+def test_every_broker_client_speaks_tls_and_trusts_the_deployments_ca(
+    compose_bin: str, tmp_path: Path
+) -> None:
+    """amqps:// to 5671 for every process that logs in (the apps, the operator's step, the
+    tools), the CA beside its own password; the broker listens on TLS alone."""
+    services = compose_model(compose_bin, tmp_path, "", "--profile", "tools")["services"]
+    clients = [name for name, s in services.items() if "AMQP_URL" in (s.get("environment") or {})]
+    assert set(clients) == {*APP_SERVICES, TOPOLOGY, "watch"}
+    for name in clients:
+        environment = services[name]["environment"]
+        assert re.fullmatch(r"amqps://\w+@rabbitmq:5671/%2F", environment["AMQP_URL"]), name
+        assert environment["AMQP_CA_FILE"] == "/run/secrets/rabbithole/ca.pem", name
+    broker = services[BROKER]
+    mounts = {v["target"]: v["source"] for v in broker["volumes"]}
+    assert mounts["/etc/rabbitmq/tls"] == "tls-rabbitmq"
+    assert mounts["/etc/rabbitmq/conf.d/40-tls.conf"].endswith("rabbitmq/40-tls.conf")
+    conf = (ROOT / "rabbitmq" / "40-tls.conf").read_text().splitlines()
+    assert "listeners.tcp = none" in conf and "listeners.ssl.default = 5671" in conf
 
 
 def test_broker_is_the_official_management_image_seeded_with_its_users(defaults: dict) -> None:
@@ -175,15 +210,23 @@ def test_each_process_reads_its_own_secret_and_no_other(defaults: dict) -> None:
         name: {v["source"] for v in service.get("volumes", []) if v["source"] in secret_volumes}
         for name, service in services.items()
     }
-    assert mounted.pop(PROVISION) == secret_volumes
+    assert mounted.pop(PROVISION) == secret_volumes  # the CA's key in secrets-ca: only here
     assert mounted.pop(BROKER) == {"secrets-broker"}
     assert mounted.pop(TOPOLOGY) == {"secrets-admin"}  # the operator's step
     assert mounted.pop(STORE) == {"secrets-store"}
     assert {name: volumes for name, volumes in mounted.items() if volumes} == {
         name: {f"secrets-{name}"} for name in APP_SERVICES
     }
-    readers = (*APP_SERVICES, "broker", "store", "monitor", "admin")
+    readers = (*APP_SERVICES, "broker", "store", "monitor", "admin", "ca")
     assert secret_volumes == {f"secrets-{name}" for name in readers}
+    # Each server's certificate and key: provision writes them, the server alone mounts them.
+    tls_volumes = {name for name in defaults["volumes"] if name.startswith("tls-")}
+    assert tls_volumes == {f"tls-{BROKER}", f"tls-{STORE}"}
+    for volume in tls_volumes:
+        users = {
+            n for n, s in services.items() for v in s.get("volumes", []) if v["source"] == volume
+        }
+        assert users == {PROVISION, volume.removeprefix("tls-")}, volume
     for name, service in services.items():
         for variable, value in (service.get("environment") or {}).items():
             if variable.endswith("_URL") and value:
@@ -201,7 +244,7 @@ def test_ports_are_published_on_loopback_only(defaults: dict) -> None:
         for port in service.get("ports", [])
     }
     assert published == {
-        (BROKER, 5672): "127.0.0.1",
+        (BROKER, 5671): "127.0.0.1",  # AMQP over TLS: the broker has no plain port
         (BROKER, 15672): "127.0.0.1",
         (STORE, 6379): "127.0.0.1",
     }

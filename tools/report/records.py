@@ -89,7 +89,9 @@ def read_store(settings: StoreSettings) -> Records:
     where = f"the store at {settings.display_url}"
     try:
         found = sorted(stored_records(settings))
-    except (StoreUnavailable, StoreRefused) as error:
+    except StoreRefused as error:  # says which store, and what to fix
+        raise CliError(str(error), RUN_FAILED) from None
+    except StoreUnavailable as error:
         raise CliError(f"cannot read {where}: {error}", RUN_FAILED) from None
     if not found:
         raise CliError(
