@@ -1,4 +1,5 @@
-"""Logging set-up: one record per line, JSON by default, plain text on request.
+"""Logging set-up: one record per line, JSON by default (python-json-logger's, encoded with
+orjson, as the messages are: `common.messages`), plain text on request.
 
 Structured fields go in `extra={...}`; both formats show them. pika's own loggers are quiet
 unless LOG_LEVEL=DEBUG, so that a broker outage gives our one line per attempt, not pika's
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from common.settings import LogSettings
 
@@ -35,8 +36,8 @@ class TextFormatter(logging.Formatter):
 def setup_logging(settings: LogSettings) -> None:
     handler = logging.StreamHandler(sys.stdout)
     if settings.format == "json":
-        handler.setFormatter(
-            JsonFormatter(
+        handler.setFormatter(  # orjson: `last` writes a record per message
+            OrjsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"levelname": "level", "name": "logger"},
             )

@@ -10,12 +10,13 @@ The HTTP pipeline's `last` (`http_pipeline.last`) uses the same Sink, so the rep
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
 from concurrent.futures import Future
 from typing import Any, TextIO
+
+import orjson
 
 from common.consumer import Consumer
 from common.messages import Message
@@ -74,7 +75,7 @@ class Sink:
             "key": message.key,
             "data": {**message.data, "completed_at": time.time()},
         }
-        record_json = json.dumps(record, separators=(",", ":"))
+        record_json = orjson.dumps(record).decode()
         return self._store.add(
             message.message_id, record_json, lambda answer: self._answered(message, record, answer)
         )
@@ -82,7 +83,7 @@ class Sink:
     def _answered(self, message: Message, record: dict[str, Any], answer: Answer) -> None:
         """Count and log a message once the store has answered for its record."""
         if answer.verdict is Verdict.RECOVERED:  # the stored record, as it first completed
-            record = {**json.loads(answer.record), "recovered": True}
+            record = {**orjson.loads(answer.record), "recovered": True}
         completed = answer.verdict is not Verdict.DUPLICATE
         completed_at = record["data"]["completed_at"]
         with self._lock:
@@ -107,7 +108,7 @@ class Sink:
     def _emit(self, message: str, record: dict[str, object]) -> None:
         log.info(message, extra=record)
         if self._results is not None:
-            self._results.write(json.dumps({"message": message, **record}) + "\n")
+            self._results.write(orjson.dumps({"message": message, **record}).decode() + "\n")
 
 
 def open_results(path: str) -> TextIO | contextlib.nullcontext[None]:

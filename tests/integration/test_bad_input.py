@@ -60,7 +60,7 @@ BAD = [
     bad("wrong-first-item", b'["first-9003","service_a"]', "body must start with 'seq-<n>'"),
     bad("non-string-item", b'["seq-9004",7]', "body items must be strings"),
     bad("over-max-body", b'["seq-9005","' + b"x" * 5000 + b'"]', "over the limit of 4096"),
-    bad("deeply-nested", b"[" * 4000, "nested too deeply"),
+    bad("deeply-nested", b"[" * 4000, "body is not JSON: depth limit exceeded"),
     bad("no-message-id", b'["seq-9006"]', "message_id", message_id=None),
     bad("no-data-header", b'["seq-9007"]', "header 'data' is missing", data=False),
 ]

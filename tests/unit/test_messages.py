@@ -160,7 +160,7 @@ def test_round_trip_property(seq: int, created: float, stages: list[tuple[str, f
     [
         (b'["seq-1\xff"]', "body is not UTF-8: invalid start byte at byte 7"),
         (b"\xc3\x28", "body is not UTF-8"),
-        (b"hello", "body is not JSON: Expecting value"),
+        (b"hello", "body is not JSON: unexpected character, expected a JSON value"),
         (b'["seq-1",]', "body is not JSON"),
         (b'["seq-1"', "body is not JSON"),
         (b"", "body is not JSON"),
@@ -190,9 +190,10 @@ def test_round_trip_property(seq: int, created: float, stages: list[tuple[str, f
         (b'["seq-1\\n"]', "body must start with 'seq-<n>'"),
         (b'["seq-' + b"1" * 19 + b'"]', "body must start with 'seq-<n>'"),
         (b'["seq-\\u0661"]', "body must start with 'seq-<n>'"),  # an Arabic-Indic digit
-        (b"[1e999]", "body items must be strings"),
-        (b"[NaN]", "body items must be strings"),
-        (b"[-Infinity]", "body items must be strings"),
+        # Not JSON numbers, or out of a double's range: not JSON to orjson.
+        (b"[1e999]", "body is not JSON: number is infinity when parsed as double"),
+        (b"[NaN]", "body is not JSON"),
+        (b"[-Infinity]", "body is not JSON"),
     ],
 )
 def test_decode_rejects_bad_bodies(body: bytes, expected: str) -> None:
@@ -235,7 +236,9 @@ def test_decode_rejects_a_body_over_the_limit() -> None:
     ],
 )
 def test_decode_rejects_deep_nesting_without_recursion_error(body: bytes) -> None:
-    assert reason(body, limit=len(body)) == "body is not JSON we accept: nested too deeply"
+    text = reason(body, limit=len(body))
+    assert text.startswith("body is not JSON: "), text
+    assert "depth limit exceeded" in text or "unexpected end of data" in text, text
 
 
 def test_decode_rejects_deep_nesting_in_a_worker_thread() -> None:
@@ -253,14 +256,14 @@ def test_decode_rejects_deep_nesting_in_a_worker_thread() -> None:
     thread.join(30)
     [error] = outcome
     assert isinstance(error, InvalidMessage), repr(error)
-    assert "nested too deeply" in str(error)
+    assert "depth limit exceeded" in str(error)
 
 
 def test_decode_rejects_huge_numbers_in_the_body() -> None:
     body = b"[" + b"9" * 10_000 + b"]"
     assert "body is not JSON" in reason(body, limit=len(body))
     body = b"[" + b"9" * 400 + b"]"
-    assert "body items must be strings" in reason(body)
+    assert "body is not JSON: number is infinity" in reason(body)
 
 
 # -- bad properties --------------------------------------------------------------------------
@@ -290,11 +293,11 @@ def test_decode_rejects_missing_headers() -> None:
         ({"created_at": 1}, NO_DATA),  # an AMQP table, not JSON text
         (["created_at"], NO_DATA),
         ('{"created_at": 1, "pad": "' + "x" * MAX_DATA_CHARS + '"}', NO_DATA),
-        ("not json", "header 'data' is not JSON: Expecting value"),
+        ("not json", "header 'data' is not JSON: invalid literal"),
         ("", "header 'data' is not JSON"),
         ('{"created_at": 1', "header 'data' is not JSON"),
         (b'{"created_at": 1, "x\xff": 2}', "header 'data' is not UTF-8"),
-        ("[" * (MAX_DATA_CHARS - 1), "header 'data' is not JSON we accept: nested too deeply"),
+        ("[" * (MAX_DATA_CHARS - 1), "header 'data' is not JSON: depth limit exceeded"),
         ("[1, 2]", NOT_OBJECT),
         ('"created_at"', NOT_OBJECT),
         ("1700000000", NOT_OBJECT),
@@ -314,10 +317,10 @@ def test_decode_rejects_missing_headers() -> None:
         ('{"created_at": true}', "field 'created_at' is not a finite number"),
         ('{"created_at": [1]}', "field 'created_at' is not a finite number"),
         ('{"created_at": {"t": 1}}', "field 'created_at' is not a finite number"),
-        ('{"created_at": NaN}', "field 'created_at' is not a finite number"),
-        ('{"created_at": Infinity}', "field 'created_at' is not a finite number"),
-        ('{"created_at": -Infinity}', "field 'created_at' is not a finite number"),
-        ('{"created_at": 1e999}', "field 'created_at' is not a finite number"),
+        ('{"created_at": NaN}', "header 'data' is not JSON"),
+        ('{"created_at": Infinity}', "header 'data' is not JSON"),
+        ('{"created_at": -Infinity}', "header 'data' is not JSON"),
+        ('{"created_at": 1e999}', "header 'data' is not JSON: number is infinity"),
         ('{"created_at": 1, "updated_at": "soon"}', "field 'updated_at' is not a finite number"),
         ("{}", "header 'data' has no 'created_at'"),
         ('{"updated_at": 1700000000}', "header 'data' has no 'created_at'"),
@@ -330,7 +333,7 @@ def test_decode_rejects_bad_data_headers(data: object, expected: str) -> None:
 
 
 def test_decode_rejects_a_data_integer_too_large_for_a_float() -> None:
-    assert "not a finite number" in reason(
+    assert "header 'data' is not JSON: number is infinity" in reason(
         properties=props(data='{"created_at": ' + "1" * 400 + "}")
     )
 
