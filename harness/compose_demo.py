@@ -36,9 +36,11 @@ class Compose:
     project: str
     files: Sequence[str]
     env: dict[str, str] = field(default_factory=dict)
+    # Compose v2; `("docker-compose",)` for 1.29 (whose `ps` has no JSON: `containers()` is v2's)
+    binary: Sequence[str] = ("docker", "compose")
 
     def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> str:
-        command = ["docker", "compose", "-p", self.project]
+        command = [*self.binary, "-p", self.project]
         for file in self.files:
             command += ["-f", file]
         result = subprocess.run(
@@ -51,7 +53,8 @@ class Compose:
             check=False,
         )
         if check and result.returncode != 0:
-            raise DemoFailed(f"docker compose {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+            shown = " ".join((*self.binary, *args))
+            raise DemoFailed(f"{shown} failed:\n{result.stderr[-2000:]}")
         return result.stdout
 
     def records(self, service: str) -> list[tuple[str, dict]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ import pytest
 from common.nodes import url_parameters
 from common.refusals import open_refusal
 from common.tls import speaks_tls
+from harness.cluster_demo import NODES
 from harness.compose_demo import Compose, check_outcome, check_tls, wait_for, wait_for_completions
 from harness.docker_broker import docker_available
 from provision.roles import pipeline_roles
@@ -39,6 +41,7 @@ pytestmark = pytest.mark.docker
 MESSAGES = 100
 USERS = {role.user for role in pipeline_roles()}
 CONSUMERS = {"service_a", "service_b", "service_c", "last"}
+MANAGED = ("RABBITMQ", "RABBITMQ_2", "RABBITMQ_3")  # each node's management port on the host
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +140,23 @@ def test_every_app_logs_in_as_its_own_user_and_rotation_locks_the_old_passwords_
         amqp_refusal(compose, "service_b", after["service_b"], old_ca)
     )
     assert management_status(compose, "admin", before["admin"]) == 401
+
+
+def test_the_cluster_file_runs_over_tls_under_compose_1_29() -> None:
+    """The same files with `docker-compose` 1.29 (Debian 12's, Ubuntu 22.04's): three nodes,
+    each on TLS alone with its own certificate, every app over TLS, the demo complete."""
+    legacy = shutil.which("docker-compose")
+    if legacy is None or not docker_available():
+        pytest.skip("needs Docker and docker-compose 1.29 (`apt-get install docker-compose`)")
+    names = ("RABBITMQ_AMQPS_PORT", "STORE_PORT", *(f"{n}_MANAGEMENT_PORT" for n in MANAGED))
+    env = {name: str(free_port()) for name in names} | {"NUMBER_OF_MESSAGES": str(MESSAGES)}
+    files = ["docker-compose.yml", "docker-compose.cluster.yml"]
+    compose = Compose(f"rhtest-legacy-{secrets.token_hex(3)}", files, env, binary=(legacy,))
+    try:
+        compose.fresh_up()
+        seen = wait_for_completions(compose, MESSAGES, f"{MESSAGES} completions")
+        assert sorted(seen) == sorted(f"seq-{n}" for n in range(1, MESSAGES + 1))
+        assert all(len(ids) == 1 for ids in seen.values()), seen
+        check_tls(compose, NODES)
+    finally:
+        compose("down", "--volumes", "--remove-orphans", timeout=180, check=False)
