@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench import report
+from bench.breakdown import run_breakdown
 from bench.contenders import CONTENDERS
 from bench.runs import median
 from bench.session import Session
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-steady", action="store_true", help="no steady-load runs")
     parser.add_argument("--skip-scaling", action="store_true", help="no scaling runs")
     parser.add_argument("--skip-profile", action="store_true", help="no py-spy run")
+    parser.add_argument(
+        "--skip-breakdown", action="store_true", help="no hop breakdown (bench.breakdown)"
+    )
     parser.add_argument(
         "--steady-rate", type=float, default=0, help="offered msg/s (default: project max / 3)"
     )
@@ -131,6 +135,10 @@ def run_all(args: argparse.Namespace, session: Session) -> None:
                     work=args.scaling_work,
                 )
                 session.scaling.setdefault(replicas, []).append(result)
+
+    if not args.skip_breakdown and wants_project and session.steady_rate > 0:
+        progress("breakdown: each hop's steps, and bare pika hops at the same load")
+        session.breakdown = run_breakdown(session, session.steady_rate, args.steady_seconds)
 
     if not args.skip_profile and wants_project:
         progress("profile: this project with py-spy on service_b and last")

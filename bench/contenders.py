@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from bench import project
+from bench import ceiling, project
 from bench.runs import Plan, RunSpec, standard_plan
 from common.topology import STAGES
 from harness.broker import Vhost
@@ -167,7 +167,7 @@ CONTENDERS = {
             "ceiling",
             "broker ceiling (1 hop)",
             "bench.ceiling",
-            _standard("bench.ceiling", ()),
+            ceiling.plan,
             "one hop, no pipeline logic: a bare pika `SelectConnection` publisher streaming "
             "confirms (1,000 in flight, as `first`) into one queue, a bare `SelectConnection` "
             "consumer acking each message (prefetch 100, as the project). What one publisher "

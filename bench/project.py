@@ -93,15 +93,26 @@ def plan(
             if spec.work:
                 env["RANDOM_WAIT_MIN"] = env["RANDOM_WAIT_MAX"] = f"{spec.work:g}"
         names = [name] if replicas == 1 else [f"{name}-{n}" for n in range(1, replicas + 1)]
-        procs += [
-            ProcSpec(each, process.role, python_module(process.module), env | metrics_port())
-            for each in names
-        ]
+        for each in names:
+            argv, probe = python_module(process.module), {}
+            if spec.probe:  # the same process, its steps logged (bench.hop_probe)
+                argv = python_module("bench.hop_probe")
+                probe = {"PROBED_MODULE": process.module, "HOP_PROCESS": each}
+                probe["HOP_LOG"] = str(spec.hop_log)
+            procs.append(ProcSpec(each, process.role, argv, env | metrics_port() | probe))
         if name in CONSUMES:
             ready |= {queue: replicas for queue in input_queues(CONSUMES[name], layout)}
     [publisher] = [proc for proc in procs if proc.role == "publisher"]
     consumers = [proc for proc in procs if proc is not publisher]
     profile = (SCALED_STAGE, "last") if spec.profile else ()
     return Plan(
-        spec.label, spec.messages, consumers, publisher, ready, spec.results, vhost, profile
+        spec.label,
+        spec.messages,
+        consumers,
+        publisher,
+        ready,
+        spec.results,
+        vhost,
+        profile,
+        hop_log=spec.hop_log if spec.probe else None,
     )

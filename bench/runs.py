@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import pika.exceptions
 
+from bench.hop_steps import hop_steps
 from common.topology import SINK_QUEUE, STAGES
 from harness.broker import Vhost
 from harness.processes import PYTHON, Proc, python_module
@@ -309,10 +310,16 @@ class RunSpec:
     replicas: int = 1  # of the middle stage (service_b): the scaling experiment
     work: float = 0.0  # seconds of simulated work per message in service_b
     profile: bool = False  # record the middle stage and the sink with py-spy
+    probe: bool = False  # run this project's processes under bench.hop_probe (its steps)
 
     @property
     def results(self) -> Path:
         return self.logdir / "results.jsonl"
+
+    @property
+    def hop_log(self) -> Path:
+        """Where `bench.hop_probe` writes each message's steps, when `probe`."""
+        return self.logdir / "hops.jsonl"
 
     def bench_env(self, vhost: Vhost) -> dict[str, str]:
         """The environment of the bench's own contenders' processes (see bench.wire)."""
@@ -357,6 +364,7 @@ class Plan:
     results: Path
     vhost: Vhost
     profile: Sequence[str] = ()  # names of consumers to record with py-spy
+    hop_log: Path | None = None  # where the processes log their steps (`bench.hop_probe`)
 
 
 @dataclass
@@ -375,6 +383,8 @@ class RunResult:
     processes: int = 0
     broker_cpu_s: float | None = None
     hops: dict[str, tuple[float, float]] = field(default_factory=dict)  # hop -> p50, p99 ms
+    # Under the probe: for the process each hop ends in, each step's p50 and p99 in ms
+    steps: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     load: float = math.nan  # the machine's 1-minute load average when publishing started
     wall_s: float = 0.0
     profiles: dict[str, Path] = field(default_factory=dict)
@@ -414,6 +424,7 @@ class RunResult:
             "processes": self.processes,
             "wall_s": self.wall_s,
             "hops": self.hops,
+            "steps": self.steps,
             "load": self.load,
         }
 
@@ -553,6 +564,8 @@ def _measure(result: RunResult, plan: Plan, procs: list[Metered]) -> None:
         result.p50_ms = percentile(latencies, 0.5) * 1000
         result.p99_ms = percentile(latencies, 0.99) * 1000
         result.hops = completions.hops()
+    if plan.hop_log is not None:
+        result.steps = hop_steps(plan.hop_log)
     for proc in procs:
         role = proc.spec.role
         result.cpu_s[role] = result.cpu_s.get(role, 0.0) + proc.cpu_seconds()

@@ -7,12 +7,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.contenders import Contender
 from bench.runs import Limits, RunResult, RunSpec, run_plan
 from harness.broker import Vhost
 from harness.private_cluster import ClusterVhost, PrivateCluster
 from harness.tls import NodeVhost, TlsNode
+
+if TYPE_CHECKING:
+    from bench.breakdown import Load
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Session:
     steady_rate: float = 0.0
     scaling: dict[int, list[RunResult]] = field(default_factory=dict)
     profile: RunResult | None = None
+    breakdown: list[Load] = field(default_factory=list)  # bench.breakdown's, once run
     cluster: PrivateCluster | None = None  # started for the first contender that needs it
     node: TlsNode | None = None  # the same
 
@@ -58,6 +63,7 @@ class Session:
 
     def run(self, contender: Contender, label: str, **spec: object) -> RunResult:
         messages = int(spec.pop("messages", self.args.messages))
+        forced = spec.pop("queue_type", None)
         problem = contender.check()
         if problem:
             return RunResult(contender.name, messages, status=problem)
@@ -65,7 +71,7 @@ class Session:
             return RunResult(
                 contender.name, messages, status=f"skipped: over the {self.args.budget:g}s budget"
             )
-        queue_type = contender.queue_type or self.args.queue_type
+        queue_type = forced or contender.queue_type or self.args.queue_type
         logdir = self.runs_dir / label
         run_spec = RunSpec(
             label, messages, logdir, queue_type=queue_type, env=contender.env, **spec
