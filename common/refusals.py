@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 
 import pika.exceptions
 
-from common import tls
 from common.retry import describe
+from common.tls import Protocol
+from common.tls import refusal as tls_failure
 
+AMQP = Protocol(ca_setting="AMQP_CA_FILE", plain="amqp://", tls="amqps://")
 PRECONDITION_FAILED = 406
 REFUSED = (403, 405)  # ACCESS_REFUSED, RESOURCE_LOCKED: trying again will not help
 LOGIN_REFUSALS = (403, 530)  # ACCESS_REFUSED (user, password), NOT_ALLOWED (virtual host)
@@ -71,15 +73,14 @@ def open_refusal(error: BaseException | str, node: str) -> BrokerError | None:
 
 
 def tls_refusal(error: BaseException, node: str) -> str | None:
-    """What to fix, if `error` is a TLS handshake with `node` that can never succeed; a plain
-    connection cut before AMQP began is one if the port answers a TLS hello (`common.tls`)."""
-    failure = tls.verification_failure(error, "AMQP_CA_FILE", "amqp://")
-    if failure or not isinstance(error, pika.exceptions.IncompatibleProtocolError):
-        return failure
+    """What to fix, if `error` is a TLS failure connecting to `node` that no retry mends; a
+    plain connection cut before AMQP began (pika: `IncompatibleProtocolError`) may have been
+    made to a TLS port (`common.tls.refusal`)."""
     url = urlsplit(node)
-    if url.scheme == "amqp" and url.hostname and tls.speaks_tls(url.hostname, url.port or 5672):
-        return "it speaks TLS on this port: use amqps:// (and AMQP_CA_FILE for its CA)"
-    return None
+    tls = url.scheme == "amqps"
+    port = url.port or (5671 if tls else 5672)
+    cut = isinstance(error, pika.exceptions.IncompatibleProtocolError)
+    return tls_failure(error, url.hostname or "", port, AMQP, tls=tls, cut=cut)
 
 
 def setup_refusal(reason: BaseException) -> BrokerError | None:

@@ -4,25 +4,37 @@ A client trusts the CAs of one PEM file (AMQP_CA_FILE, STORE_CA_FILE: in compose
 deployment's own authority, `provision.certificates`), or the system's when none is named, and
 checks that the certificate names the host it dialled. Python's default context does both.
 
-What goes wrong with TLS is never worth retrying, so each case gets one line that says what to
-fix (`verification_failure`, and `common.refusals` for the broker, `last.redis_store` for the
-store): a certificate no trusted CA signed, one that names another host, a TLS client on a
-plain port, and a plain client on a TLS port. The last one looks like any cut connection (the
-server hangs up on bytes it cannot read), so `speaks_tls` asks the server, once, whether it
-answers a TLS hello.
+Some TLS failures no retry mends (`refusal`: used by `common.refusals` for the broker and
+`last.redis_store` for the store), and each gets one line that says what to fix: a certificate
+no trusted CA signed, one that names another host or is out of date, a TLS client on a plain
+port, a plain client on a TLS port. The last two look like other failures (a handshake that
+fails, a connection cut before the protocol began), so `handshake_answer` asks the port, once,
+which protocol it speaks, and only a clear answer ends the process: a server that is down or
+restarting teaches nothing, and the connection is retried as any other.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-# A TLS hello answered within this, on the loopback or a compose network, or the port is not
-# taken for a TLS one (the connection is then retried as any other).
+# A TLS hello answered within this, on the loopback or a compose network, or nothing is learnt
+# about the port (the connection is then retried as any other).
 PROBE_TIMEOUT = 2.0
-_NOT_TLS = "WRONG_VERSION_NUMBER"  # OpenSSL's reason when the server's answer is no TLS record
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _EMAIL_MISMATCH, _IP_ADDRESS_MISMATCH
 _NAME_MISMATCH = (62, 63, 64)
+_OUT_OF_DATE = (9, 10)  # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one protocol names what a line about it must name: its CA setting and its schemes."""
+
+    ca_setting: str  # AMQP_CA_FILE
+    plain: str  # amqp://
+    tls: str  # amqps://
 
 
 def client_context(ca_file: str = "") -> ssl.SSLContext:
@@ -44,53 +56,89 @@ def ca_file_problem(path: str) -> str | None:
     return None
 
 
-def innermost(error: BaseException) -> BaseException:
-    """The root of a chain of wrapped errors (pika wraps its transport's in two layers, redis-py
-    keeps the socket's as the context of its own)."""
-    seen: set[int] = set()
-    while id(error) not in seen:
-        seen.add(id(error))
-        inner = (
-            getattr(error, "exception", None) or (getattr(error, "exceptions", None) or [None])[-1]
-        )
-        inner = inner or error.__cause__ or error.__context__
-        if not isinstance(inner, BaseException):
-            break
-        error = inner
-    return error
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and every error wrapped in it: pika wraps its transport's in two layers (and a
+    failed connection workflow holds one per address tried), redis-py keeps the socket's as the
+    context of its own."""
+    stack, seen = [error], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = [
+            getattr(current, "exception", None),
+            *(getattr(current, "exceptions", None) or ()),
+            current.__cause__,
+            current.__context__,
+        ]
+        stack.extend(inner for inner in wrapped if isinstance(inner, BaseException))
 
 
-def verification_failure(error: BaseException, ca_setting: str, plain_scheme: str) -> str | None:
-    """What to fix, when `error` is a TLS handshake that can never succeed as configured: the
-    server's certificate did not verify (`ca_setting` names the CA file), or the server does not
-    speak TLS on that port (`plain_scheme` is the URL scheme without TLS); else None."""
-    root = innermost(error)
-    if isinstance(root, ssl.SSLCertVerificationError):
-        if root.verify_code in _NAME_MISMATCH:
-            return (
-                f"its certificate does not name the host dialled ({root.verify_message}): "
-                "connect by a name the certificate holds"
-            )
+def refusal(
+    error: BaseException, host: str, port: int, protocol: Protocol, *, tls: bool, cut: bool
+) -> str | None:
+    """What to fix, when connecting to `host`:`port` (over TLS when `tls`) failed with `error`
+    in a way no retry mends; None when trying again may help:
+
+    - over TLS, a certificate that does not verify: signed by no CA this process trusts, naming
+      another host, expired or not yet valid;
+    - over TLS, any other failed handshake, if the port answers a TLS hello with something that
+      is not TLS: a plain port (OpenSSL's own reason for it differs from version to version);
+    - in clear, a connection `cut` before the protocol began, if the port completes a TLS
+      handshake: a TLS port."""
+    found = list(causes(error))
+    for cause in found:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return _unverified(cause, protocol)
+    handshake_failed = any(isinstance(cause, ssl.SSLError) for cause in found)
+    if tls and handshake_failed and handshake_answer(host, port) is False:
+        return f"it does not speak TLS on this port: use {protocol.plain}, or its TLS port"
+    if not tls and cut and handshake_answer(host, port) is True:
         return (
-            f"its certificate is not signed by a CA this process trusts ({root.verify_message}):"
-            f" set {ca_setting} to the CA that signed it"
+            f"it speaks TLS on this port: use {protocol.tls} (and {protocol.ca_setting} for its CA)"
         )
-    if isinstance(root, ssl.SSLError) and root.reason == _NOT_TLS:
-        return f"it does not speak TLS on this port: use {plain_scheme}, or the server's TLS port"
     return None
 
 
-def speaks_tls(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether the server at `host`:`port` completes a TLS handshake (trusting any certificate:
-    this only asks which protocol the port speaks, and sends nothing after the handshake)."""
+def _unverified(error: ssl.SSLCertVerificationError, protocol: Protocol) -> str:
+    if error.verify_code in _NAME_MISMATCH:
+        return (
+            f"its certificate does not name the host dialled ({error.verify_message}): connect "
+            "by a name the certificate holds"
+        )
+    if error.verify_code in _OUT_OF_DATE:
+        return (
+            f"its certificate is out of date ({error.verify_message}): renew it and restart the "
+            "server (in compose, `provision` renews it: `docker compose up -d --force-recreate`)"
+        )
+    return (
+        f"its certificate is not signed by a CA this process trusts ({error.verify_message}): "
+        f"set {protocol.ca_setting} to the CA that signed it"
+    )
+
+
+def handshake_answer(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool | None:
+    """What the server at `host`:`port` answers a TLS hello: True if it completes a handshake
+    (trusting any certificate: this only asks which protocol the port speaks, and sends nothing
+    after it), False if it answers with something else (a plain port), None if nothing was
+    learnt (no connection, no answer in time)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with (
-            socket.create_connection((host, port), timeout) as raw,
-            context.wrap_socket(raw, server_hostname=host),
-        ):
+        raw = socket.create_connection((host, port), timeout)
+    except OSError:
+        return None
+    try:
+        with context.wrap_socket(raw, server_hostname=host):
             return True
-    except (OSError, ValueError):  # ssl.SSLError is an OSError
-        return False
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        return None  # it hung up
+    except ssl.SSLError as error:
+        return "ALERT" in (error.reason or "")  # a TLS server refusing us, or no TLS at all
+    except OSError:  # reset, timeout: the server hung up or did not answer
+        return None
+    finally:
+        raw.close()

@@ -57,6 +57,8 @@ class TlsFiles:
             f"ssl_options.keyfile = {self.key}",
             "ssl_options.verify = verify_none",
             "ssl_options.fail_if_no_peer_cert = false",
+            "ssl_options.versions.1 = tlsv1.3",
+            "ssl_options.versions.2 = tlsv1.2",
         ]
 
     def redis_arguments(self, port: int) -> list[str]:

@@ -126,15 +126,19 @@ class RedisStore:
         self._client.close()
 
 
+REDIS = tls.Protocol(ca_setting="STORE_CA_FILE", plain="redis://", tls="rediss://")
+
+
 def failure(error: redis.RedisError, settings: StoreSettings) -> StoreRefused | StoreUnavailable:
-    """What `error` from the store at `settings.url` means: StoreRefused for a TLS handshake
-    that can never succeed as configured (`common.tls`), else StoreUnavailable (the store is
-    down, or the network: trying again will do)."""
-    reason = tls.verification_failure(error, "STORE_CA_FILE", "redis://")
-    if reason is None and isinstance(tls.innermost(error), ConnectionResetError):
-        url = urlsplit(settings.url)  # a plain client whose connection was reset: a TLS port?
-        if url.scheme == "redis" and tls.speaks_tls(url.hostname or "", url.port or 6379):
-            reason = "it speaks TLS on this port: use rediss:// (and STORE_CA_FILE for its CA)"
+    """What `error` from the store at `settings.url` means: StoreRefused for a TLS failure no
+    retry mends (`common.tls.refusal`; a plain client whose connection broke may have dialled a
+    TLS port), else StoreUnavailable (the store is down, or the network: trying again will do)."""
+    url = urlsplit(settings.url)
+    reason = None
+    if isinstance(error, redis.ConnectionError):
+        secure = url.scheme == "rediss"
+        host, port = url.hostname or "", url.port or 6379
+        reason = tls.refusal(error, host, port, REDIS, tls=secure, cut=not secure)
     if reason:
         return StoreRefused(f"cannot connect to the store at {settings.display_url}: {reason}")
     return StoreUnavailable(describe(error))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from redis.connection import parse_url
@@ -28,18 +29,20 @@ class StoreSettings:
         password = env.secret("STORE_PASSWORD_FILE")
         if url and password is not None:
             url = with_password(url, password)
-        ca_file = env.ca_file("STORE_CA_FILE")
+        prefix = env.text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+        return cls.checked("STORE_URL", url, prefix, env.ca_file("STORE_CA_FILE"))
+
+    @classmethod
+    def checked(cls, name: str, url: str, key_prefix: str, ca_file: str) -> StoreSettings:
+        """The settings for `url` ("": in memory), named `name` in an error: a Redis URL, with
+        STORE_CA_FILE only for rediss://."""
         if ca_file and not url.startswith("rediss://"):
             raise SettingsError(
                 "STORE_CA_FILE",
                 ca_file,
-                "set only with a rediss:// STORE_URL (redis:// is clear text)",
+                f"set only with a rediss:// {name} (redis:// is clear text)",
             )
-        return cls(
-            url=check_store_url("STORE_URL", url) if url else "",
-            key_prefix=env.text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX),
-            ca_file=ca_file,
-        )
+        return cls(check_store_url(name, url) if url else "", key_prefix, ca_file)
 
     @property
     def display_url(self) -> str:
@@ -54,13 +57,18 @@ class StoreSettings:
 
 
 def check_store_url(name: str, url: str) -> str:
-    """`url` if it is a Redis URL; SettingsError naming `name` if not."""
+    """`url` if it is a Redis URL; SettingsError naming `name` if not. Its query string may not
+    set TLS options: redis-py would let them win over STORE_CA_FILE, and `ssl_cert_reqs=none`
+    would turn the check of the store's certificate off."""
     try:
         parts = parse_url(url)
     except ValueError:
         raise SettingsError(name, redact_url(url), URL_HELP) from None
     if "host" not in parts and "path" not in parts:
         raise SettingsError(name, redact_url(url), f"{URL_HELP}: it names no host")
+    if any(key.startswith("ssl") for key in parse_qs(urlsplit(url).query)):
+        allowed = f"{URL_HELP}, with no ssl_* options (the CA goes in STORE_CA_FILE)"
+        raise SettingsError(name, redact_url(url), allowed)
     return url
 
 

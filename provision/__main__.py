@@ -102,10 +102,10 @@ def main() -> int:
     parser.add_argument("--show", metavar="ROLE")
     args = parser.parse_args()
     known = {role.role for role in pipeline_roles()}
-    wrong = [r for r in args.rotate if r not in known | {"all", COOKIE, TLS}]
-    wrong += [args.show] if args.show and args.show not in known | {CA} else []
-    if wrong:
-        return say(f"provision: no role {wrong[0]!r}: one of {', '.join(sorted(known))}", 2)
+    rotatable, showable = known | {"all", COOKIE, TLS}, known | {CA}
+    for asked, allowed in [*((r, rotatable) for r in args.rotate), (args.show, showable)]:
+        if asked and asked not in allowed:
+            return say(f"provision: no {asked!r} to name: one of {', '.join(sorted(allowed))}", 2)
     if args.show:
         if args.show == CA:
             path = args.directory / CA / "ca.pem"
@@ -118,7 +118,11 @@ def main() -> int:
         made = provision(args.directory, set(args.rotate), Env())
     except SettingsError as error:
         return say(f"configuration error: {error}", 2)
-    return say(f"provision: made anew: {', '.join(made) or 'nothing'}; definitions written", 0)
+    line = f"provision: made anew: {', '.join(made) or 'nothing'}; definitions written"
+    servers = [name.partition(":")[2] for name in made if name.startswith(f"{TLS}:")]
+    if servers:
+        line += f"; {', '.join(servers)} serve the new certificates once (re)started"
+    return say(line, 0)
 
 
 if __name__ == "__main__":

@@ -59,10 +59,12 @@ class Authority:
 
     @classmethod
     def load(cls, key_pem: bytes, certificate_pem: bytes) -> Authority:
+        """The authority kept as these two files; ValueError if they are not a pair."""
         key = serialization.load_pem_private_key(key_pem, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("the authority's key is not an EC key")
-        return cls(key, x509.load_pem_x509_certificate(certificate_pem))
+        certificate = x509.load_pem_x509_certificate(certificate_pem)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not _pair(key, certificate):
+            raise ValueError("the authority's key and certificate are not one pair")
+        return cls(key, certificate)
 
     def key_pem(self) -> bytes:
         return private_pem(self.key)
@@ -92,18 +94,26 @@ class Authority:
         )
         return private_pem(key), certificate.public_bytes(serialization.Encoding.PEM)
 
-    def still_serves(self, certificate_pem: bytes, names: Sequence[str]) -> bool:
-        """Whether the certificate in `certificate_pem` is this authority's, holds `names` as
-        `issue` would, and has more than RENEW_DAYS to run."""
+    def still_serves(self, key_pem: bytes, certificate_pem: bytes, names: Sequence[str]) -> bool:
+        """Whether the certificate in `certificate_pem` is this authority's, goes with the key
+        in `key_pem`, holds `names` as `issue` would, and has more than RENEW_DAYS to run."""
         try:
             certificate = x509.load_pem_x509_certificate(certificate_pem)
             certificate.verify_directly_issued_by(self.certificate)
             held = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            key = serialization.load_pem_private_key(key_pem, password=None)
         except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
             return False
+        if not _pair(key, certificate):
+            return False  # a write cut short between the two files
         left = certificate.not_valid_after_utc - _now()
         renew = left <= datetime.timedelta(days=RENEW_DAYS)
         return held.value == x509.SubjectAlternativeName(_general_names(names)) and not renew
+
+
+def _pair(key: object, certificate: x509.Certificate) -> bool:
+    public = getattr(key, "public_key", None)
+    return public is not None and public() == certificate.public_key()
 
 
 def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -11,7 +11,7 @@ def write_secret(path: Path, text: str, *, owner: int | None = None) -> None:
     """Write `text` to `path` (whole, or not at all), readable by `owner` alone (when run as
     root, as in compose), or by anyone in the container that mounts it (no owner)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".new")
+    temporary = path.with_name(path.name + ".new")
     temporary.unlink(missing_ok=True)  # left by a write that died: made again, never reused
     # Created with its final mode: not readable by anyone else for a moment first.
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)

@@ -17,11 +17,14 @@ Under `python -m provision DIR` (compose mounts a volume at each directory):
                                         STORE_CA_FILE)
 
 A server's certificate is made again when the authority is new (`--rotate tls`), when it does
-not name its host as it should, or when it has RENEW_DAYS or fewer to run; else it is kept.
+not name its host as it should, does not go with its key, or has RENEW_DAYS or fewer to run;
+else it is kept. A server reads its certificate when it starts: one made anew serves once that
+server is started again (`docker compose up -d --force-recreate`), which `provision` says.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,7 +39,8 @@ def keep_or_make_authority(directory: Path, rotating: bool) -> tuple[Authority, 
     whether it is new."""
     key, certificate = directory / "ca.key", directory / "ca.pem"
     if not rotating and key.exists() and certificate.exists():
-        return Authority.load(key.read_bytes(), certificate.read_bytes()), False
+        with contextlib.suppress(ValueError):  # not a pair (a write cut short): a new one
+            return Authority.load(key.read_bytes(), certificate.read_bytes()), False
     authority = Authority.new()
     write_secret(key, authority.key_pem().decode(), owner=0)
     write_secret(certificate, authority.certificate_pem().decode())
@@ -53,10 +57,11 @@ def provision_tls(directory: Path, clients: Iterable[str], rotating: bool) -> li
     servers = directory / "tls"
     for server in sorted(servers.iterdir()) if servers.is_dir() else ():
         names = server_names(server.name)
-        cert = server / "cert.pem"
-        if not cert.exists() or not authority.still_serves(cert.read_bytes(), names):
+        cert, key = server / "cert.pem", server / "key.pem"
+        kept = cert.exists() and key.exists()
+        if not kept or not authority.still_serves(key.read_bytes(), cert.read_bytes(), names):
             key_pem, cert_pem = authority.issue(names)
-            write_secret(server / "key.pem", key_pem.decode())
+            write_secret(key, key_pem.decode())
             write_secret(cert, cert_pem.decode())
             made.append(f"{TLS}:{server.name}")
         write_secret(server / "ca.pem", ca_pem)

@@ -28,7 +28,7 @@ import pytest
 
 from common.nodes import url_parameters
 from common.refusals import open_refusal
-from common.tls import speaks_tls
+from common.tls import handshake_answer
 from harness.cluster_demo import NODES
 from harness.compose_demo import Compose, check_outcome, check_tls, wait_for, wait_for_completions
 from harness.docker_broker import docker_available
@@ -115,7 +115,7 @@ def test_every_app_logs_in_as_its_own_user_and_rotation_locks_the_old_passwords_
     wait_for(lambda: logged_in(compose) == CONSUMERS, 60, "only the consumers to be logged in")
     check_tls(compose)  # no plain AMQP port; every app connected over TLS
     for port in ("RABBITMQ_AMQPS_PORT", "STORE_PORT"):  # what the host reaches speaks TLS
-        assert speaks_tls("127.0.0.1", int(compose.env[port])), port
+        assert handshake_answer("127.0.0.1", int(compose.env[port])) is True, port
     old_ca = show_ca(compose, tmp_path)
     admin = password(compose, "admin")
     assert management_status(compose, "admin", admin) == 200

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from common.tls import handshake_answer
 from common.topology import STAGES, following_queue
-from harness.private_broker import BrokerUnavailable, PrivateBroker
+from harness.private_broker import BrokerUnavailable, PrivateBroker, free_ports
 from harness.processes import Launcher
 from harness.store import NoRedisServer, PrivateRedis, StoreKeys
 from harness.tls import HOST, TlsFiles, TlsNode
@@ -118,7 +119,7 @@ def test_the_pipeline_runs_over_amqps_and_rediss(servers: Servers, launch: Launc
         (
             lambda s: s.amqps(port=s.broker.port),
             lambda f: f.ca,
-            "it does not speak TLS on this port: use amqp://, or the server's TLS port",
+            "it does not speak TLS on this port: use amqp://, or its TLS port",
         ),
     ],
     ids=["wrong CA", "wrong name", "plain to the TLS port", "TLS to the plain port"],
@@ -185,3 +186,12 @@ def test_the_topology_step_says_in_one_line_why_it_cannot_verify_the_broker(
         "CA this process trusts (self-signed certificate in certificate chain): set AMQP_CA_FILE "
         "to the CA that signed it"
     ]
+
+
+def test_a_port_is_asked_which_protocol_it_speaks(servers: Servers) -> None:
+    """What decides the two cases a handshake alone cannot tell from an outage."""
+    [closed] = free_ports(1)
+    assert handshake_answer(HOST, servers.tls_port) is True  # the broker's TLS listener
+    assert handshake_answer(HOST, servers.redis.port) is True  # the store's
+    assert handshake_answer(HOST, servers.broker.port) is False  # AMQP in clear answers
+    assert handshake_answer(HOST, closed) is None  # nothing learnt: retried as an outage

@@ -78,7 +78,7 @@ def test_show_prints_one_password_and_a_wrong_role_is_one_line(tmp_path: Path) -
     assert shown.returncode == 0 and shown.stdout.strip() == passwords(tmp_path)["monitor"]
     wrong = run(str(tmp_path), "--show", "root")
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
-    assert wrong.stderr.startswith("provision: no role 'root': one of admin, first, last,")
+    assert wrong.stderr.startswith("provision: no 'root' to name: one of admin, ca, first, last,")
 
 
 def test_the_clusters_cookie_is_made_only_where_its_volume_is_mounted(tmp_path: Path) -> None:
@@ -177,3 +177,14 @@ def test_show_ca_prints_the_authoritys_certificate(tmp_path: Path) -> None:
     shown = run(str(tmp_path), "--show", "ca")
     assert shown.returncode == 0
     assert shown.stdout.strip() == (tmp_path / "ca" / "ca.pem").read_text().strip()
+
+
+def test_a_key_and_certificate_that_are_not_one_pair_are_made_again(tmp_path: Path) -> None:
+    """A write cut short between the two files leaves a pair that would never serve."""
+    server = tmp_path / "tls" / "store"
+    server.mkdir(parents=True)
+    provision(tmp_path, set(), Env({}))
+    (server / "key.pem").write_bytes((tmp_path / "ca" / "ca.key").read_bytes())  # another key
+    assert provision(tmp_path, set(), Env({})) == ["tls:store"]
+    (tmp_path / "ca" / "ca.pem").write_bytes((server / "cert.pem").read_bytes())  # not the CA's
+    assert provision(tmp_path, set(), Env({})) == ["tls", "tls:store"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from common.settings import Env, redact_url
-from last.store_settings import DEFAULT_KEY_PREFIX, StoreSettings, check_store_url
+from last.store_settings import DEFAULT_KEY_PREFIX, StoreSettings
 from tools.cli import ArgumentParser, CliError, run_cli
 from tools.report.analysis import PERCENTILES, Analysis, analyse
 from tools.report.dead_letters import dead_letter_depth
@@ -77,8 +77,7 @@ def main(argv: Sequence[str]) -> int:
         source, records = str(args.file), read_records(args.file)
     else:
         prefix = Env().text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX)
-        ca_file = Env().ca_file("STORE_CA_FILE")
-        store = StoreSettings(check_store_url("--store", args.store), prefix, ca_file)
+        store = StoreSettings.checked("--store", args.store, prefix, Env().ca_file("STORE_CA_FILE"))
         source, records = f"{store.display_url} (keys {prefix}*)", read_store(store)
     run, others = choose_run(runs(records.records), args.run)
     analysis = analyse(run.records)

@@ -10,6 +10,7 @@ import pika
 import pika.exceptions
 
 from common.nodes import url_parameters
+from common.refusals import open_refusal
 from common.retry import describe
 from common.settings import redact_url
 from tools.cli import RUN_FAILED, CliError
@@ -36,8 +37,11 @@ def dead_letter_depth(amqp_url: str, queue: str, ca_file: str = "") -> int | Non
             f"the broker refused to show queue {queue!r}: {error.reply_text}", RUN_FAILED
         ) from None
     except (pika.exceptions.AMQPError, OSError) as error:  # OSError: say, an unknown host
+        refusal = open_refusal(error, redact_url(amqp_url))  # a login, a certificate refused
         raise CliError(
-            f"cannot ask the broker at {redact_url(amqp_url)} for the dead-letter count "
+            str(refusal)
+            if refusal
+            else f"cannot ask the broker at {redact_url(amqp_url)} for the dead-letter count "
             f"({innermost(error)})",
             RUN_FAILED,
         ) from None
