@@ -130,7 +130,8 @@ compare: venv
 		--plot docs/http-vs-broker.png
 
 # The three-node cluster demo, run for real in Docker (never part of `make test`): a node killed
-# mid-run, every message checked (harness/cluster_demo.py). More flags: CLUSTER_DEMO_ARGS=--keep.
+# mid-run, every message checked (harness/cluster_demo.py). More flags: CLUSTER_DEMO_ARGS=--keep;
+# CLUSTER_DEMO_ARGS="--partition 90" cuts a node off the network for 90 s instead.
 CLUSTER_DEMO_ARGS ?=
 cluster-demo: venv
 	$(BIN)/python -m harness.cluster_demo $(CLUSTER_DEMO_ARGS)

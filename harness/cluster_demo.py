@@ -15,6 +15,11 @@ one-node demo are left alone), kills a node mid-run and checks what docs/cluster
 4. `docker compose start rabbitmq-2`: the node rejoins, and every queue has all three members
    online again.
 
+With `--partition SECONDS`, the node that leads service_b's queue is cut off the network for
+that long instead of killed (`harness.partitions`), then put back: the same checks, and the
+cluster whole again (three running nodes, no partitions) by itself (`make cluster-demo
+CLUSTER_DEMO_ARGS="--partition 90"`: issue #20's run).
+
 It prints what it sees along the way (the leaders, the apps' connections, the figures), and ends
 with exit code 0 only if every check passed; the project's containers and volumes are removed
 at the end unless `--keep`. Needs Docker and Compose v2 (`docker compose`).
@@ -22,6 +27,7 @@ at the end unless `--keep`. Needs Docker and Compose v2 (`docker compose`).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -32,6 +38,7 @@ from collections.abc import Sequence
 from common.topology import PIPELINE_QUEUES
 from harness import compose_demo
 from harness.compose_demo import APPS, Compose, DemoFailed, wait_for, wait_for_completions
+from harness.partitions import Partitions
 
 FILES = ("docker-compose.yml", "docker-compose.cluster.yml")
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
@@ -47,6 +54,11 @@ PORTS = {  # host ports, away from the machine's broker and Redis and from the o
     "RABBITMQ_3_MANAGEMENT_PORT": "15692",
     "STORE_PORT": "6390",
 }
+
+
+def scale_options() -> list[str]:
+    """`docker compose up`'s options for SCALE."""
+    return [arg for stage, n in SCALE.items() for arg in ("--scale", f"{stage}={n}")]
 
 
 def say(line: str) -> None:
@@ -92,10 +104,9 @@ def complaints(compose: Compose) -> Counter[str]:
     )
 
 
-def run_demo(compose: Compose, messages: int) -> None:
+def run_demo(compose: Compose, messages: int, partition: float = 0.0) -> None:
     say(f"project {compose.project}: {' + '.join(compose.files)}, {messages} messages")
-    scale = [arg for stage, n in SCALE.items() for arg in ("--scale", f"{stage}={n}")]
-    say(f"up in {compose.fresh_up(*scale):.0f} s (nodes healthy, apps started)")
+    say(f"up in {compose.fresh_up(*scale_options()):.0f} s (nodes healthy, apps started)")
 
     status = json.loads(compose.rabbitmqctl(NODES[0], "cluster_status", "--formatter", "json"))
     running = sorted(status["running_nodes"])
@@ -117,6 +128,9 @@ def run_demo(compose: Compose, messages: int) -> None:
     wait_for_completions(compose, messages * KILL_AT, f"{KILL_AT:.0%} of the messages to complete")
     before = connections(compose)
     say(f"apps connected per node: {dict(before)}")
+    if partition:
+        cut_off(compose, messages, partition)
+        return
     done = len(compose_demo.completed(compose))
     compose("kill", VICTIM)
     killed_at = time.monotonic()
@@ -148,6 +162,32 @@ def run_demo(compose: Compose, messages: int) -> None:
     say(f"{VICTIM} rejoined: every queue has its 3 members online")
 
 
+def cut_off(compose: Compose, messages: int, seconds: float) -> None:
+    """The partition: service_b's leader off the network for `seconds`, then back."""
+    partitions = Partitions(compose, NODES)
+    leader = compose.queues()["service_b"]["leader"].split("@")[1]
+    done = len(compose_demo.completed(compose))
+    since = partitions.cut(leader)
+    cut_at = time.monotonic()
+    say(f"cut {leader} (service_b's leader) off the network with {done} of {messages} completed")
+    partitions.wait_until_noticed(leader, timeout=seconds)
+    say(f"the other nodes noticed after {time.monotonic() - cut_at:.0f} s")
+    time.sleep(max(0.0, cut_at + seconds - time.monotonic()))  # the fault's length, not a wait
+    done = len(compose_demo.completed(compose))
+    noticed = "had" if partitions.noticed_by(leader, since) else "had not yet"
+    partitions.heal(leader)
+    say(
+        f"put {leader} back after {seconds:g} s (it {noticed} noticed on its side), with {done} "
+        f"of {messages} completed"
+    )
+    took = partitions.wait_until_whole()
+    say(f"the cluster is whole again {took:.0f} s after the heal: 3 running nodes, no partitions")
+    seen = wait_for_completions(compose, messages, f"all {messages} messages to complete")
+    say(f"apps connected per node now: {dict(connections(compose))}")
+    say(f"warnings and errors the apps logged: {dict(complaints(compose)) or 'none'}")
+    say(compose_demo.check_outcome(compose, messages, seen))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = compose_demo.parser(
         "python -m harness.cluster_demo", __doc__, messages=400, project="rabbitholemq-cluster-demo"
@@ -155,10 +195,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--file", action="append", default=[], help="one more compose file (as docker compose -f)"
     )
+    parser.add_argument(
+        "--partition",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="cut service_b's leader off the network this long instead of killing a node",
+    )
     args = parser.parse_args(argv)
     env = {**PORTS, "NUMBER_OF_MESSAGES": str(args.messages)}  # the cookie: provision makes it
     compose = Compose(args.project, [*FILES, *args.file], env)
-    return compose_demo.run(say, compose, lambda: run_demo(compose, args.messages), args.keep)
+    demo = functools.partial(run_demo, compose, args.messages, args.partition)
+    return compose_demo.run(say, compose, demo, args.keep)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def cluster_config(names: Sequence[str]) -> list[str]:
         ),
         # Quorum queue leaders on different nodes, not all on the declaring client's node.
         "queue_leader_locator = balanced",
+        # After a partition, the losing side restarts and rejoins by itself.
+        "cluster_partition_handling = autoheal",
     ]
 
 

@@ -118,7 +118,10 @@ def test_peer_discovery_names_every_node_and_leaders_are_spread(cluster: dict) -
         if key.startswith("cluster_formation.classic_config.nodes.")
     }
     assert listed == {f"rabbit@{cluster['services'][name]['hostname']}" for name in NODES}
-    assert conf == {"queue_leader_locator": "balanced"}
+    assert conf == {
+        "queue_leader_locator": "balanced",
+        "cluster_partition_handling": "autoheal",  # after a split, the losers restart and rejoin
+    }
     # The tests' private cluster is set up the same way.
     private = dict(line.split(" = ") for line in cluster_config(["a", "b", "c"]))
     assert {re.sub(r"\.\d+$", "", key) for key in private} == {
