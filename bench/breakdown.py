@@ -44,6 +44,14 @@ class Load:
     project: RunResult
     bare: dict[str, RunResult]  # BARE's label -> its run
 
+    def bare_run(self, queues: int, queue_type: str) -> RunResult | None:
+        """The bare hops' run of `queues` side by side on `queue_type`, if it ran to the end."""
+        for label, count, kind in BARE:
+            result = self.bare.get(label)
+            if (count, kind) == (queues, queue_type) and result and result.status == "ok":
+                return result
+        return None
+
 
 def run_breakdown(session: Session, steady_rate: float, steady_seconds: float) -> list[Load]:
     """The probe's run and the bare hops', at the low load and at `steady_rate`."""

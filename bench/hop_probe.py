@@ -18,7 +18,7 @@ The steps, each the wall clock (`time.time()`, shared by every process on the ma
 `wire`. The probe wraps these methods of pika and of the consumer before running the module as
 `python -m` would, as `harness.delivery_probe` does; the product itself records none of this.
 Lines go to HOP_LOG as JSON, one per message and process (`{"id": message_id, "process": ...,
-"deliver": t, ...}`), written as each message's hop through this process ends; `bench.hops`
+"deliver": t, ...}`), written as each message's hop through this process ends; `bench.hop_steps`
 joins the processes' lines by message id.
 """
 

@@ -53,9 +53,9 @@ def broker_refusal(error: BaseException | str) -> tuple[int, str] | None:
 def open_refusal(error: BaseException | str, node: str) -> BrokerError | None:
     """Why connecting to `node` (its URL, password hidden) failed for good, or None if it is
     worth trying again."""
-    tls_failure = tls_refusal(error, node) if isinstance(error, BaseException) else None
-    if tls_failure:
-        return BrokerError(f"cannot connect to the broker at {node}: {tls_failure}")
+    reason = tls_refusal(error, node) if isinstance(error, BaseException) else None
+    if reason:
+        return BrokerError(f"cannot connect to the broker at {node}: {reason}")
     refusal = broker_refusal(error)
     if isinstance(error, pika.exceptions.AuthenticationError) or (
         refusal and refusal[0] == LOGIN_REFUSALS[0]

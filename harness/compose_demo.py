@@ -85,6 +85,10 @@ class Compose:
         output = self.rabbitmqctl(node, "list_queues", *columns, "--formatter", "json")
         return {queue["name"]: queue for queue in json.loads(output)}
 
+    def leader_of(self, queue: str, node: str = BROKER) -> str:
+        """The host name of the node that leads `queue`, as `node` sees it."""
+        return self.queues(node)[queue]["leader"].split("@")[1]
+
     def containers(self) -> list[dict]:
         """`docker compose ps -a` as records (Name, Service, State, ExitCode, ...)."""
         output = self("ps", "--all", "--format", "json")
