@@ -201,5 +201,6 @@ def test_a_huge_integer_timestamp_is_dead_lettered_at_once(
     until(lambda: vhost.depth("dead_letter") >= 1, 30, "the message dead-lettered", *procs)
     [(properties, body)] = vhost.drain("dead_letter")
     assert body == b'["seq-9008"]'
-    assert "not a finite number" in properties.headers["x-error-reason"]
+    # Past a double's range: not JSON to orjson, dead-lettered at once all the same.
+    assert "header 'data' is not JSON: number is infinity" in properties.headers["x-error-reason"]
     assert services["service_a"].messages("processing failed, requeued") == []
