@@ -11,11 +11,10 @@ takes: none is told to give up, since giving up would mean handing its message b
 broker. A record whose line another `last` may be writing right now (`Later`) is asked about
 again when the store says, the other records going on meanwhile.
 
-A store that refuses us (`StoreRefused`: say, a certificate no trusted CA signed) is logged in
-one line saying what to fix. Anything else raised (by the store, or by a `log_line`) is a bug:
-the writer logs it once with its traceback. Either way no retry mends it: the writer fails every
-Future it holds and every one after (their messages go back to the queue), calls `on_failure`,
-and ends.
+A store that refuses us (`StoreRefused`: say, a certificate no trusted CA signed) gets one line
+saying what to fix; anything else raised (by the store, or a `log_line`) is a bug, logged once
+with its traceback. No retry mends either: the writer fails every Future it holds and every one
+after (their messages go back to the queue), calls `on_failure`, and ends.
 """
 
 from __future__ import annotations
@@ -226,14 +225,12 @@ class Writer:
         return answer
 
     def _fail(self, error: Exception) -> None:
-        if isinstance(error, StoreRefused):
-            log.error(f"{error}; last stops, its messages go back to the queue")
-        else:
-            log.error(
-                "the store writer failed on a bug: last stops; its messages go back to the queue",
-                exc_info=error,
-                extra={"store": self._where, "error": f"{type(error).__name__}: {error}"},
-            )
+        what = error if isinstance(error, StoreRefused) else "the store writer failed on a bug"
+        log.error(
+            f"{what}: last stops; its messages go back to the queue",
+            exc_info=None if what is error else error,
+            extra={"store": self._where, "error": f"{type(error).__name__}: {error}"},
+        )
         with self._lock:
             self._failure = error
         held = [*self._in_hand, *self._later, *self._drain_queue()]
